@@ -1,0 +1,33 @@
+"""onefit: train one elastic supernet once, then specialize it for every device.
+
+Example:
+    >>> import onefit
+    >>> net = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=32)
+    >>> cfg = net.sample_active(seed=0)
+    >>> model = net.extract(cfg)            # a plain nn.Module
+    >>> net.macs(cfg) == onefit.count(model, net.input_shape(cfg)).macs
+    True
+"""
+
+from onefit.metrics.counting import Cost, count
+from onefit.registry import Registry
+from onefit.space import ArchConfig, Dimension, SearchSpace, flatten_lists, nest_lists
+from onefit.supernets import Supernet, create_supernet, list_supernets, register_supernet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchConfig",
+    "Cost",
+    "Dimension",
+    "Registry",
+    "SearchSpace",
+    "Supernet",
+    "__version__",
+    "count",
+    "create_supernet",
+    "flatten_lists",
+    "list_supernets",
+    "nest_lists",
+    "register_supernet",
+]

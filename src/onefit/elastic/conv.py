@@ -1,0 +1,135 @@
+"""Elastic 2-D convolution: width slicing and Once-for-All's elastic kernel size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _centre(weight: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` window of a square kernel."""
+    start = (weight.shape[-1] - size) // 2
+    return weight[..., start : start + size, start : start + size]
+
+
+class ElasticConv2d(nn.Module):
+    """A convolution whose input/output channels and kernel size shrink at run time.
+
+    Channels are prefixes: the active input count is read from the input tensor, the
+    output count is passed to ``forward`` (default: all). With several kernel sizes,
+    the weight holds the largest kernel; a smaller kernel is the centre of the next
+    larger one passed through a learned ``k^2 x k^2`` matrix shared by the layer's
+    channels (Cai et al., "Once-for-All", ICLR 2020, Sec. 3.2), initialised to the
+    identity so that a fresh supernet starts with plain centre-cropping.
+
+    ``depthwise=True`` makes a depthwise convolution (groups = active channels).
+
+    Example:
+        >>> conv = ElasticConv2d(8, 16, kernel_sizes=(3, 5), stride=2)
+        >>> conv(torch.randn(1, 6, 8, 8), out_channels=12, kernel_size=3).shape
+        torch.Size([1, 12, 4, 4])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_sizes: int | Sequence[int] = 1,
+        *,
+        stride: int = 1,
+        depthwise: bool = False,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        sizes = sorted({kernel_sizes} if isinstance(kernel_sizes, int) else set(kernel_sizes))
+        if any(k % 2 == 0 or k < 1 for k in sizes):
+            raise ValueError(f"kernel sizes must be odd and positive, got {sizes}")
+        if depthwise and in_channels != out_channels:
+            raise ValueError("a depthwise convolution needs in_channels == out_channels")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_sizes = tuple(sizes)
+        self.stride = stride
+        self.depthwise = depthwise
+        k = sizes[-1]
+        self.weight = nn.Parameter(torch.empty(out_channels, 1 if depthwise else in_channels, k, k))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        # One transform per step down the kernel ladder, e.g. "7to5" and "5to3".
+        self.kernel_transforms = nn.ParameterDict(
+            {
+                f"{big}to{small}": nn.Parameter(torch.eye(small * small))
+                for big, small in zip(sizes[::-1], sizes[-2::-1])
+            }
+        )
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+
+    @property
+    def max_kernel_size(self) -> int:
+        return self.kernel_sizes[-1]
+
+    def kernel(self, kernel_size: int) -> torch.Tensor:
+        """The full-width weight for ``kernel_size``, transformed down from the largest."""
+        if kernel_size not in self.kernel_sizes:
+            raise ValueError(f"kernel size {kernel_size} is not one of {list(self.kernel_sizes)}")
+        weight = self.weight
+        for big, small in zip(self.kernel_sizes[::-1], self.kernel_sizes[-2::-1]):
+            if big <= kernel_size:
+                break
+            window = _centre(weight, small)
+            flat = window.reshape(-1, small * small)
+            weight = F.linear(flat, self.kernel_transforms[f"{big}to{small}"]).view(window.shape)
+        return weight
+
+    def active_weight(
+        self, in_channels: int, out_channels: int, kernel_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias of the sub-layer with these sizes (views where possible)."""
+        if self.depthwise:
+            weight = self.kernel(kernel_size)[:in_channels]
+            bias = None if self.bias is None else self.bias[:in_channels]
+        else:
+            weight = self.kernel(kernel_size)[:out_channels, :in_channels]
+            bias = None if self.bias is None else self.bias[:out_channels]
+        return weight, bias
+
+    def forward(
+        self, x: torch.Tensor, out_channels: int | None = None, kernel_size: int | None = None
+    ) -> torch.Tensor:
+        in_channels = x.shape[1]
+        out = in_channels if self.depthwise else (out_channels or self.out_channels)
+        k = kernel_size or self.max_kernel_size
+        weight, bias = self.active_weight(in_channels, out, k)
+        groups = in_channels if self.depthwise else 1
+        return F.conv2d(x, weight, bias, self.stride, k // 2, 1, groups)
+
+    @torch.no_grad()
+    def to_static(
+        self, in_channels: int, out_channels: int | None = None, kernel_size: int | None = None
+    ) -> nn.Conv2d:
+        """A plain ``nn.Conv2d`` holding a copy of the active weights."""
+        out = in_channels if self.depthwise else (out_channels or self.out_channels)
+        k = kernel_size or self.max_kernel_size
+        weight, bias = self.active_weight(in_channels, out, k)
+        conv = nn.Conv2d(
+            in_channels,
+            out,
+            k,
+            stride=self.stride,
+            padding=k // 2,
+            groups=in_channels if self.depthwise else 1,
+            bias=bias is not None,
+        )
+        conv.weight.copy_(weight)
+        if bias is not None and conv.bias is not None:
+            conv.bias.copy_(bias)
+        return conv
+
+    def extra_repr(self) -> str:
+        kind = "depthwise, " if self.depthwise else ""
+        return (
+            f"{kind}{self.in_channels}, {self.out_channels}, kernel_sizes={list(self.kernel_sizes)}"
+            f", stride={self.stride}, bias={self.bias is not None}"
+        )

@@ -1,0 +1,42 @@
+"""Linear layer over a prefix of its input and output features."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ElasticLinear(nn.Linear):
+    """``nn.Linear`` that reads however many leading input features it receives.
+
+    The output width can shrink too (``out_features`` argument), though a classifier
+    normally keeps all of its classes.
+
+    Example:
+        >>> fc = ElasticLinear(64, 10)
+        >>> fc(torch.randn(3, 40)).shape
+        torch.Size([3, 10])
+    """
+
+    def forward(self, x: torch.Tensor, out_features: int | None = None) -> torch.Tensor:
+        weight, bias = self.active_weight(x.shape[-1], out_features or self.out_features)
+        return F.linear(x, weight, bias)
+
+    def active_weight(
+        self, in_features: int, out_features: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if in_features > self.in_features:
+            raise ValueError(f"ElasticLinear holds {self.in_features} inputs, got {in_features}")
+        bias = None if self.bias is None else self.bias[:out_features]
+        return self.weight[:out_features, :in_features], bias
+
+    @torch.no_grad()
+    def to_static(self, in_features: int, out_features: int | None = None) -> nn.Linear:
+        """A plain ``nn.Linear`` with a copy of the active weights."""
+        weight, bias = self.active_weight(in_features, out_features or self.out_features)
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+        return linear

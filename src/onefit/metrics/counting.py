@@ -1,0 +1,89 @@
+"""Counting multiply-accumulates (MACs) and parameters.
+
+Convention (the one Once-for-All and DyNAS-T publish): MACs are the multiply-
+accumulates of convolutions, linear layers and matrix products, for one input (batch
+size 1). Bias additions, batch norm, activations, pooling and element-wise products
+are not counted. Parameters are all learnable tensors (batch-norm running statistics
+are buffers, not parameters).
+
+Two independent routes give these numbers: the analytic formulas below, which each
+supernet sums over a config without building anything, and :func:`count`, which runs
+any ``nn.Module`` once under ``torch.utils.flop_counter.FlopCounterMode``. The test
+suite checks that they agree exactly on every extracted sub-network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class Cost:
+    """MACs and parameter count of a model or a part of one."""
+
+    macs: int = 0
+    params: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.macs + other.macs, self.params + other.params)
+
+
+def conv_output_size(size: int, stride: int) -> int:
+    """Spatial size after a 'same'-padded odd-kernel conv (or ceil-mode pool) with ``stride``."""
+    return (size - 1) // stride + 1
+
+
+def conv_cost(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    out_size: int,
+    *,
+    groups: int = 1,
+    bias: bool = False,
+    batch_norm: bool = False,
+) -> Cost:
+    """A square conv producing an ``out_size`` x ``out_size`` map, optionally followed by BN."""
+    weights = out_channels * (in_channels // groups) * kernel_size * kernel_size
+    params = weights + (out_channels if bias else 0) + (2 * out_channels if batch_norm else 0)
+    return Cost(macs=weights * out_size * out_size, params=params)
+
+
+def linear_cost(in_features: int, out_features: int, *, bias: bool = True) -> Cost:
+    return Cost(
+        macs=in_features * out_features,
+        params=in_features * out_features + (out_features if bias else 0),
+    )
+
+
+@torch.no_grad()
+def count(model: nn.Module, input_shape: Sequence[int]) -> Cost:
+    """Measure MACs (one forward pass of a single input) and parameters of any module.
+
+    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``.
+
+    Example:
+        >>> count(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 16, 2)),
+        ...       (3, 4, 4))
+        Cost(macs=3712, params=482)
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    # FlopCounterMode counts a multiply-accumulate as two floating-point operations.
+    macs = counter.get_total_flops() // 2
+    params = sum(p.numel() for p in model.parameters())
+    return Cost(macs=int(macs), params=int(params))

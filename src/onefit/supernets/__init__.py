@@ -1,0 +1,44 @@
+"""Supernet families, a registry of them, and the factory.
+
+Example:
+    >>> import onefit
+    >>> "mobilenetv3" in onefit.list_supernets()
+    True
+    >>> net = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=32)
+    >>> net.set_active(net.space.smallest())["r"]
+    32
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onefit.registry import Registry
+from onefit.supernets.base import Supernet
+
+SUPERNETS: Registry[Supernet] = Registry("supernet")
+register_supernet = SUPERNETS.register
+
+
+def create_supernet(name: str, **kwargs: Any) -> Supernet:
+    """Build the supernet family registered as ``name`` (see :func:`list_supernets`)."""
+    return SUPERNETS.create(name, **kwargs)
+
+
+def list_supernets() -> list[str]:
+    """Names of the registered supernet families."""
+    return SUPERNETS.names()
+
+
+# Importing the family modules registers them.
+from onefit.supernets import mobilenetv3, resnet  # noqa: E402
+
+__all__ = [
+    "SUPERNETS",
+    "Supernet",
+    "create_supernet",
+    "list_supernets",
+    "mobilenetv3",
+    "register_supernet",
+    "resnet",
+]

@@ -1,0 +1,151 @@
+"""What every supernet offers, whatever its family.
+
+A supernet is an ``nn.Module`` with a :class:`~onefit.space.SearchSpace`. Choosing a
+config with :meth:`Supernet.set_active` makes ``forward`` run that sub-network on the
+shared weights; :meth:`Supernet.extract` copies the same sub-network out as a plain
+static model; :meth:`Supernet.cost` gives its exact MACs and parameters without
+building anything. A family implements four hooks: ``_apply``, ``_forward``,
+``_build_static`` and ``cost``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from onefit.metrics.counting import Cost
+from onefit.space import ArchConfig, SearchSpace, Seed
+
+
+class Supernet(nn.Module, ABC):
+    """Base class of weight-shared elastic networks.
+
+    Subclasses set ``self.space`` (with a resolution dimension ``"r"``),
+    ``self.in_channels`` and ``self.num_classes`` in ``__init__`` and call
+    ``self.set_active(self.space.largest())`` at its end.
+    """
+
+    space: SearchSpace
+    in_channels: int
+    num_classes: int
+    _active: ArchConfig
+
+    # -- choosing the sub-network ------------------------------------------------------------
+    def set_active(self, config: Mapping[str, Any]) -> ArchConfig:
+        """Make ``forward`` run the sub-network ``config``; returns it validated.
+
+        Raises ``ValueError`` naming the bad dimension and the allowed values.
+        """
+        validated = self.space.validate(config)
+        self._apply(validated)
+        self._active = validated
+        return validated
+
+    @property
+    def active_config(self) -> ArchConfig:
+        return self._active
+
+    def set_largest(self) -> ArchConfig:
+        return self.set_active(self.space.largest())
+
+    def set_smallest(self) -> ArchConfig:
+        return self.set_active(self.space.smallest())
+
+    def sample_active(self, seed: Seed = None) -> ArchConfig:
+        """Activate a uniformly sampled sub-network and return its config."""
+        return self.set_active(self.space.sample(seed))
+
+    # -- running ------------------------------------------------------------------------------
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        return tuple(int(r) for r in self.space["r"].choices)
+
+    def input_shape(self, config: Mapping[str, Any] | None = None) -> tuple[int, int, int]:
+        """``(channels, r, r)`` of one input image for ``config`` (default: the active one)."""
+        cfg = self._active if config is None else self.space.validate(config)
+        r = int(cfg["r"])
+        return (self.in_channels, r, r)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is a batch of images this supernet accepts."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(
+                f"expected a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected {self.in_channels} input channel(s), got {x.shape[1]} "
+                f"(input shape {tuple(x.shape)}); build the supernet with "
+                f"in_channels={x.shape[1]} or convert the images"
+            )
+        height, width = x.shape[-2:]
+        if height != width or height not in self.resolutions:
+            raise ValueError(
+                f"input resolution {height}x{width} is not in the search space; "
+                f"r is one of {list(self.resolutions)} (square images)"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self._forward(x)
+
+    # -- static sub-networks and their cost --------------------------------------------------
+    def extract(self, config: Mapping[str, Any] | None = None) -> nn.Module:
+        """A standalone copy of sub-network ``config`` (default: the active one), in eval mode.
+
+        The result is built from ``torch.nn`` layers (plus :mod:`onefit.static`), holds
+        copies of the shared weights, and neither needs nor changes the supernet.
+        """
+        cfg = self._active if config is None else self.space.validate(config)
+        static = self._build_static(cfg)
+        param = next(self.parameters())
+        return static.to(device=param.device, dtype=param.dtype).eval()
+
+    def macs(self, config: Mapping[str, Any] | None = None) -> int:
+        """Exact MACs of sub-network ``config`` for one image (default: the active one)."""
+        return self.cost(self._active if config is None else config).macs
+
+    def params(self, config: Mapping[str, Any] | None = None) -> int:
+        """Exact parameter count of the extracted sub-network ``config``."""
+        return self.cost(self._active if config is None else config).params
+
+    @torch.no_grad()
+    def sort_channels(self) -> None:
+        """Re-sort every elastic block's hidden channels by importance, most important first.
+
+        Width slicing keeps a prefix of channels, so sorting before shrinking lets small
+        sub-networks keep the most useful ones (Once-for-All, Sec. 3.2). The largest
+        sub-network computes exactly the same function before and after.
+        """
+        for module in self.modules():
+            if module is not self and hasattr(module, "sort_channels"):
+                module.sort_channels()
+
+    # -- what a family implements -----------------------------------------------------------
+    @abstractmethod
+    def cost(self, config: Mapping[str, Any]) -> Cost:
+        """Analytic MACs and parameters of the extracted sub-network ``config``."""
+
+    @abstractmethod
+    def _apply(self, config: ArchConfig) -> None:
+        """Set the elastic modules' active choices for ``config`` (already validated)."""
+
+    @abstractmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the active sub-network on a checked input batch."""
+
+    @abstractmethod
+    def _build_static(self, config: ArchConfig) -> nn.Module:
+        """Build the static model of ``config`` with copied weights."""
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int >= 1 (constructor argument checks)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

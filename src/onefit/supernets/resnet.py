@@ -1,0 +1,339 @@
+"""Once-for-All ResNet supernet (bottleneck blocks with elastic depth, expand ratio and width).
+
+Paper: Cai et al., "Once-for-All", ICLR 2020 (https://arxiv.org/abs/1908.09791); the
+ResNet-50 space of its released code ("OFAResNets"), itself built on He et al., "Deep
+Residual Learning for Image Recognition", CVPR 2016.
+
+Layout: a fixed deep stem (3x3 conv, a residual 3x3 conv, 3x3 conv; then 3x3 max-pool
+for large inputs), four stages of bottleneck blocks (output widths 256/512/1024/2048
+times the stage's width multiplier; ResNet-50 depths 2/2/4/2 plus up to two extra
+blocks), global pooling and a linear classifier. A stage's first block has a
+projection shortcut (average pool, then 1x1 conv + BN, as in OFA's "avgpool_conv").
+
+Search space (dimension names):
+    ``d.s``   number of blocks in stage ``s`` (0..3), default base depth + {0, 1, 2}
+    ``e.i``   expand ratio of block ``i``: hidden width = ``make_divisible(out * e, 8)``,
+              default {0.2, 0.25, 0.35}
+    ``w.s``   width multiplier of stage ``s``, default {0.65, 0.8, 1.0}
+    ``r``     input resolution
+
+Blocks are numbered across stages (stage ``s`` owns blocks ``offset(s) ..
+offset(s) + max_depth(s) - 1``); choices of blocks beyond a stage's depth are ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from onefit.elastic import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLinear,
+    batch_norm_tensors,
+    importance_order,
+    make_divisible,
+    permute_,
+)
+from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_cost
+from onefit.space import ArchConfig, SearchSpace
+from onefit.static import Residual
+from onefit.supernets import register_supernet
+from onefit.supernets.base import Supernet, check_positive_int
+
+BASE_DEPTHS = (2, 2, 4, 2)
+# Stage output width = BOTTLENECK_EXPANSION * base_width * 2**stage, i.e. 256..2048.
+BOTTLENECK_EXPANSION = 4
+IMAGENET_STAGE_STRIDES = (1, 2, 2, 2)
+OFA_RESOLUTIONS = (128, 144, 160, 176, 192, 208, 224)
+# Inputs smaller than this get a CIFAR-style stem: stride 1 and no max-pool.
+SMALL_INPUT = 64
+
+
+class ElasticBottleneck(nn.Module):
+    """1x1 -> 3x3 (stride) -> 1x1 bottleneck with elastic hidden and output widths."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        expand_ratios: Sequence[float],
+        stride: int,
+        projection: bool,
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        hidden = self.hidden_channels(out_channels, max(expand_ratios))
+        self.conv1 = ElasticConv2d(in_channels, hidden, 1)
+        self.bn1 = ElasticBatchNorm2d(hidden)
+        self.conv2 = ElasticConv2d(hidden, hidden, 3, stride=stride)
+        self.bn2 = ElasticBatchNorm2d(hidden)
+        self.conv3 = ElasticConv2d(hidden, out_channels, 1)
+        self.bn3 = ElasticBatchNorm2d(out_channels)
+        self.projection = projection
+        if projection:
+            self.shortcut_conv = ElasticConv2d(in_channels, out_channels, 1)
+            self.shortcut_bn = ElasticBatchNorm2d(out_channels)
+        self.active_expand_ratio = max(expand_ratios)
+        self.active_out_channels = out_channels
+
+    @staticmethod
+    def hidden_channels(out_channels: int, expand_ratio: float) -> int:
+        return make_divisible(round(out_channels * expand_ratio))
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x
+        return F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.active_out_channels
+        hidden = self.hidden_channels(out, self.active_expand_ratio)
+        h = F.relu(self.bn1(self.conv1(x, out_channels=hidden)), inplace=True)
+        h = F.relu(self.bn2(self.conv2(h, out_channels=hidden)), inplace=True)
+        h = self.bn3(self.conv3(h, out_channels=out))
+        if self.projection:
+            x = self.shortcut_bn(self.shortcut_conv(self._pool(x), out_channels=out))
+        return F.relu(h + x, inplace=True)
+
+    def to_static(self, in_channels: int, out_channels: int, expand_ratio: float) -> Residual:
+        hidden = self.hidden_channels(out_channels, expand_ratio)
+        body = nn.Sequential(
+            self.conv1.to_static(in_channels, hidden),
+            self.bn1.to_static(hidden),
+            nn.ReLU(inplace=True),
+            self.conv2.to_static(hidden, hidden),
+            self.bn2.to_static(hidden),
+            nn.ReLU(inplace=True),
+            self.conv3.to_static(hidden, out_channels),
+            self.bn3.to_static(out_channels),
+        )
+        shortcut = None
+        if self.projection:
+            pool = [nn.AvgPool2d(self.stride, self.stride, ceil_mode=True)] if self.stride > 1 else []
+            shortcut = nn.Sequential(
+                *pool,
+                self.shortcut_conv.to_static(in_channels, out_channels),
+                self.shortcut_bn.to_static(out_channels),
+            )
+        return Residual(body, shortcut, nn.ReLU(inplace=True))
+
+    def cost(
+        self, in_channels: int, out_channels: int, expand_ratio: float, in_size: int
+    ) -> tuple[Cost, int]:
+        """MACs/params of the sub-block, and the spatial size it outputs."""
+        hidden = self.hidden_channels(out_channels, expand_ratio)
+        out_size = conv_output_size(in_size, self.stride)
+        total = conv_cost(in_channels, hidden, 1, in_size, batch_norm=True)
+        total += conv_cost(hidden, hidden, 3, out_size, batch_norm=True)
+        total += conv_cost(hidden, out_channels, 1, out_size, batch_norm=True)
+        if self.projection:
+            total += conv_cost(in_channels, out_channels, 1, out_size, batch_norm=True)
+        return total, out_size
+
+    @torch.no_grad()
+    def sort_channels(self) -> None:
+        """Sort both hidden widths by importance, last one first (it feeds the first's key)."""
+        order = importance_order(self.conv3.weight, channel_dim=1)
+        permute_(
+            [(self.conv2.weight, 0), *batch_norm_tensors(self.bn2), (self.conv3.weight, 1)], order
+        )
+        order = importance_order(self.conv2.weight, channel_dim=1)
+        permute_(
+            [(self.conv1.weight, 0), *batch_norm_tensors(self.bn1), (self.conv2.weight, 1)], order
+        )
+
+
+class ResNetSupernet(Supernet):
+    """The Once-for-All ResNet-50 space (see the module docstring).
+
+    Args:
+        num_classes: classifier outputs.
+        in_channels: input image channels.
+        base_width: stem output width; stage ``s`` outputs ``4 * base_width * 2**s``
+            channels at width multiplier 1.0 (64 gives ResNet-50's widths).
+        image_size: the largest input side; inputs under 64 pixels get a stride-1 stem
+            without max-pool. Also picks the default resolutions.
+        resolutions: the choices of ``r``.
+        base_depths: minimum blocks per stage; ``depth_extras`` are added to them.
+        expand_ratios, width_mults: per-block and per-stage choices.
+        dropout: dropout before the classifier.
+
+    Example:
+        >>> net = ResNetSupernet(num_classes=10, base_width=16, image_size=32)
+        >>> cfg = net.sample_active(seed=1)
+        >>> net(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 10])
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        base_width: int = 64,
+        image_size: int = 224,
+        resolutions: Sequence[int] | None = None,
+        base_depths: Sequence[int] = BASE_DEPTHS,
+        depth_extras: Sequence[int] = (0, 1, 2),
+        expand_ratios: Sequence[float] = (0.2, 0.25, 0.35),
+        width_mults: Sequence[float] = (0.65, 0.8, 1.0),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_positive_int("num_classes", num_classes)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("base_width", base_width)
+        if any(not isinstance(d, int) or d < 1 for d in base_depths):
+            raise ValueError(f"base_depths must be positive integers, got {list(base_depths)}")
+        if not depth_extras or any(not isinstance(d, int) or d < 0 for d in depth_extras):
+            raise ValueError(f"depth_extras must be integers >= 0, got {list(depth_extras)}")
+        if not width_mults or any(not w > 0 for w in width_mults):
+            raise ValueError(f"width_mults must be positive, got {list(width_mults)}")
+        if resolutions is None:
+            resolutions = OFA_RESOLUTIONS if image_size == 224 else (image_size,)
+        small = image_size < SMALL_INPUT
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.stem_stride = 1 if small else 2
+        self.uses_maxpool = not small
+        self.stage_strides = IMAGENET_STAGE_STRIDES
+        self.width_mults = tuple(sorted(width_mults))
+        self.max_depths = [d + max(depth_extras) for d in base_depths]
+        self.block_offsets = [sum(self.max_depths[:s]) for s in range(len(base_depths))]
+        self.base_stage_widths = [
+            BOTTLENECK_EXPANSION * base_width * 2**s for s in range(len(base_depths))
+        ]
+
+        stem_mid = make_divisible(base_width / 2)
+        self.stem_widths = (stem_mid, base_width)
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem_mid, 3, self.stem_stride, 1, bias=False),
+            nn.BatchNorm2d(stem_mid),
+            nn.ReLU(inplace=True),
+            Residual(
+                nn.Sequential(
+                    nn.Conv2d(stem_mid, stem_mid, 3, 1, 1, bias=False),
+                    nn.BatchNorm2d(stem_mid),
+                    nn.ReLU(inplace=True),
+                )
+            ),
+            nn.Conv2d(stem_mid, base_width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(base_width),
+            nn.ReLU(inplace=True),
+            *([nn.MaxPool2d(3, 2, 1)] if self.uses_maxpool else []),
+        )
+        self.stages = nn.ModuleList()
+        in_width = base_width
+        for s, max_depth in enumerate(self.max_depths):
+            out_width = self.stage_width(s, max(self.width_mults))
+            self.stages.append(
+                nn.ModuleList(
+                    ElasticBottleneck(
+                        in_width if b == 0 else out_width,
+                        out_width,
+                        expand_ratios=expand_ratios,
+                        stride=self.stage_strides[s] if b == 0 else 1,
+                        projection=b == 0,
+                    )
+                    for b in range(max_depth)
+                )
+            )
+            in_width = out_width
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = ElasticLinear(in_width, num_classes)
+
+        self.space = SearchSpace(
+            {
+                **{
+                    f"d.{s}": [d + extra for extra in depth_extras]
+                    for s, d in enumerate(base_depths)
+                },
+                **{f"e.{i}": expand_ratios for i in range(sum(self.max_depths))},
+                **{f"w.{s}": self.width_mults for s in range(len(base_depths))},
+                "r": resolutions,
+            }
+        )
+        self._init_weights()
+        self._depths = list(self.max_depths)
+        self.set_active(self.space.largest())
+
+    def stage_width(self, stage: int, width_mult: float) -> int:
+        return make_divisible(self.base_stage_widths[stage] * width_mult)
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, ElasticConv2d)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        # Zero-init the last BN of each residual branch (Goyal et al., 2017) so a fresh
+        # supernet starts near identity and every depth trains stably.
+        for stage in self.stages:
+            for block in stage:
+                nn.init.zeros_(block.bn3.weight)
+
+    def _blocks(
+        self, config: Mapping[str, Any]
+    ) -> list[tuple[ElasticBottleneck, int, int, float]]:
+        """Active blocks of ``config``: (block, in channels, out channels, expand ratio)."""
+        active = []
+        in_width = self.stem_widths[1]
+        for s, stage in enumerate(self.stages):
+            out_width = self.stage_width(s, float(config[f"w.{s}"]))
+            for b in range(int(config[f"d.{s}"])):
+                e = float(config[f"e.{self.block_offsets[s] + b}"])
+                active.append((stage[b], in_width, out_width, e))
+                in_width = out_width
+        return active
+
+    def _apply(self, config: ArchConfig) -> None:
+        self._depths = [int(config[f"d.{s}"]) for s in range(len(self.stages))]
+        for block, _, out_width, expand_ratio in self._blocks(config):
+            block.active_out_channels = out_width
+            block.active_expand_ratio = expand_ratio
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage, depth in zip(self.stages, self._depths):
+            for block in stage[:depth]:
+                x = block(x)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.classifier(self.dropout(x))
+
+    def _build_static(self, config: ArchConfig) -> nn.Module:
+        blocks = self._blocks(config)
+        last_width = blocks[-1][2]
+        return nn.Sequential(
+            copy.deepcopy(self.stem),
+            *(block.to_static(cin, cout, e) for block, cin, cout, e in blocks),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+            copy.deepcopy(self.dropout),
+            self.classifier.to_static(last_width),
+        )
+
+    def cost(self, config: Mapping[str, Any]) -> Cost:
+        config = self.space.validate(config)
+        stem_mid, stem_out = self.stem_widths
+        size = conv_output_size(int(config["r"]), self.stem_stride)
+        total = conv_cost(self.in_channels, stem_mid, 3, size, batch_norm=True)
+        total += conv_cost(stem_mid, stem_mid, 3, size, batch_norm=True)
+        total += conv_cost(stem_mid, stem_out, 3, size, batch_norm=True)
+        if self.uses_maxpool:
+            size = conv_output_size(size, 2)
+        out_width = stem_out
+        for block, in_width, out_width, expand_ratio in self._blocks(config):
+            block_cost, size = block.cost(in_width, out_width, expand_ratio, size)
+            total += block_cost
+        return total + linear_cost(out_width, self.num_classes)
+
+
+@register_supernet("resnet")
+def resnet(**kwargs: Any) -> ResNetSupernet:
+    """Once-for-All ResNet-50 space (``base_width=64``); smaller ``base_width`` for small data."""
+    return ResNetSupernet(**kwargs)
