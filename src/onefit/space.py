@@ -25,13 +25,13 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
-Choice = Union[int, float, str, bool]
+Choice = int | float | str | bool
 Encoding = Literal["onehot", "ordinal"]
-Seed = Union[int, np.random.Generator, None]
+Seed = int | np.random.Generator | None
 
 _ENCODINGS = ("onehot", "ordinal")
 
@@ -45,8 +45,8 @@ def _is_number(value: object) -> bool:
 def _plain(value: Any) -> Choice:
     """Turn numpy scalars into the Python scalars JSON and hashing expect."""
     if isinstance(value, np.generic):
-        return value.item()  # type: ignore[no-any-return]
-    return value  # type: ignore[no-any-return]
+        return value.item()
+    return value
 
 
 def as_rng(seed: Seed) -> np.random.Generator:

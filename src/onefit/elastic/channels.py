@@ -46,6 +46,8 @@ def importance_order(weight: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return torch.argsort(importance, descending=True, stable=True)
 
 
-def batch_norm_tensors(bn: torch.nn.modules.batchnorm._BatchNorm) -> list[tuple[torch.Tensor | None, int]]:
+def batch_norm_tensors(
+    bn: torch.nn.modules.batchnorm._BatchNorm,
+) -> list[tuple[torch.Tensor | None, int]]:
     """The per-channel tensors of a batch-norm layer, for :func:`permute_`."""
     return [(bn.weight, 0), (bn.bias, 0), (bn.running_mean, 0), (bn.running_var, 0)]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def _state(tensors: Iterable[torch.Tensor | None]) -> tuple:
+    """Storage address and in-place version of each tensor: changes whenever its values may."""
+    return tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
 
 
 def _centre(weight: torch.Tensor, size: int) -> torch.Tensor:
@@ -66,6 +71,9 @@ class ElasticConv2d(nn.Module):
         )
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
+        # Inference cache: the last sub-layer's contiguous weights (see active_weight).
+        self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+
     @property
     def max_kernel_size(self) -> int:
         return self.kernel_sizes[-1]
@@ -74,7 +82,7 @@ class ElasticConv2d(nn.Module):
         """The full-width weight for ``kernel_size``, transformed down from the largest."""
         if kernel_size not in self.kernel_sizes:
             raise ValueError(f"kernel size {kernel_size} is not one of {list(self.kernel_sizes)}")
-        weight = self.weight
+        weight: torch.Tensor = self.weight
         for big, small in zip(self.kernel_sizes[::-1], self.kernel_sizes[-2::-1]):
             if big <= kernel_size:
                 break
@@ -86,7 +94,34 @@ class ElasticConv2d(nn.Module):
     def active_weight(
         self, in_channels: int, out_channels: int, kernel_size: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Weight and bias of the sub-layer with these sizes (views where possible)."""
+        """Weight and bias of the sub-layer with these sizes.
+
+        Without autograd (evaluation, search, export) the result is cached as
+        contiguous tensors until the sizes or any source tensor change, so running a
+        sub-network costs what its static copy costs instead of re-slicing and
+        re-transforming kernels on every call. With autograd it is recomputed each time,
+        so gradients reach the shared weights and the kernel transforms.
+        """
+        if torch.is_grad_enabled():
+            self._cache = None
+            return self._slice(in_channels, out_channels, kernel_size)
+        # data_ptr catches .to()/.cuda() moves; _version catches in-place updates
+        # (optimizer steps, load_state_dict, channel sorting). Reading _parameters
+        # directly keeps this check cheap: it runs on every conv call.
+        params = self._parameters
+        key: tuple = (in_channels, out_channels, kernel_size, *_state(params.values()))
+        if kernel_size < self.kernel_sizes[-1]:
+            key += _state(self.kernel_transforms._parameters.values())
+        cache = self._cache
+        if cache is None or cache[0] != key:
+            weight, bias = self._slice(in_channels, out_channels, kernel_size)
+            bias = None if bias is None else bias.contiguous()
+            cache = self._cache = (key, weight.contiguous(), bias)
+        return cache[1], cache[2]
+
+    def _slice(
+        self, in_channels: int, out_channels: int, kernel_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.depthwise:
             weight = self.kernel(kernel_size)[:in_channels]
             bias = None if self.bias is None else self.bias[:in_channels]
@@ -99,11 +134,12 @@ class ElasticConv2d(nn.Module):
         self, x: torch.Tensor, out_channels: int | None = None, kernel_size: int | None = None
     ) -> torch.Tensor:
         in_channels = x.shape[1]
-        out = in_channels if self.depthwise else (out_channels or self.out_channels)
-        k = kernel_size or self.max_kernel_size
-        weight, bias = self.active_weight(in_channels, out, k)
-        groups = in_channels if self.depthwise else 1
-        return F.conv2d(x, weight, bias, self.stride, k // 2, 1, groups)
+        k = kernel_size or self.kernel_sizes[-1]
+        if self.depthwise:
+            weight, bias = self.active_weight(in_channels, in_channels, k)
+            return F.conv2d(x, weight, bias, self.stride, k // 2, 1, in_channels)
+        weight, bias = self.active_weight(in_channels, out_channels or self.out_channels, k)
+        return F.conv2d(x, weight, bias, self.stride, k // 2)
 
     @torch.no_grad()
     def to_static(

@@ -7,6 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _prefix(channels: int, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    return tuple(None if t is None else t[:channels] for t in tensors)
+
+
 class ElasticBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that normalises however many leading channels it receives.
 
@@ -21,12 +25,17 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         torch.Size([2, 10, 4, 4])
     """
 
+    _slice_cache: tuple[tuple, tuple[torch.Tensor | None, ...]] | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
         if channels > self.num_features:
             raise ValueError(
                 f"{type(self).__name__} holds {self.num_features} channels, got {channels}"
             )
+        if not self.training and not torch.is_grad_enabled():
+            mean, var, weight, bias = self._inference_slices(channels)
+            return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
         factor = 0.0
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -35,29 +44,46 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
                 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
             )
         use_batch_stats = self.training or self.running_mean is None
-
-        def part(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t[:channels]
-
-        return F.batch_norm(
-            x,
-            part(self.running_mean) if not self.training or self.track_running_stats else None,
-            part(self.running_var) if not self.training or self.track_running_stats else None,
-            part(self.weight),
-            part(self.bias),
-            use_batch_stats,
-            factor,
-            self.eps,
+        track = not self.training or self.track_running_stats
+        mean, var, weight, bias = _prefix(
+            channels,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            self.weight,
+            self.bias,
         )
+        return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, factor, self.eps)
+
+    def _inference_slices(self, channels: int) -> tuple[torch.Tensor | None, ...]:
+        """Channel views for evaluation without autograd, kept while the storage is the same.
+
+        Views follow in-place updates of what they view, so only a move to new storage
+        (``.to()``) or another channel count makes new ones.
+        """
+        # All four tensors move together with the module, so one address tracks them.
+        anchor = self._buffers["running_mean"]
+        if anchor is None:
+            anchor = self._parameters["weight"]
+        key = (channels, None if anchor is None else anchor.data_ptr())
+        cache = self._slice_cache
+        if cache is None or cache[0] != key:
+            tensors = (self.running_mean, self.running_var, self.weight, self.bias)
+            cache = self._slice_cache = (key, _prefix(channels, *tensors))
+        return cache[1]
 
     @torch.no_grad()
     def to_static(self, channels: int) -> nn.BatchNorm2d:
         """A plain ``nn.BatchNorm2d`` with a copy of the first ``channels`` channels."""
         bn = nn.BatchNorm2d(channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
-        if self.affine:
+        if bn.weight is not None and bn.bias is not None:
             bn.weight.copy_(self.weight[:channels])
             bn.bias.copy_(self.bias[:channels])
-        if self.running_mean is not None and self.running_var is not None:
+        if (
+            self.running_mean is not None
+            and self.running_var is not None
+            and bn.running_mean is not None
+            and bn.running_var is not None
+        ):
             bn.running_mean.copy_(self.running_mean[:channels])
             bn.running_var.copy_(self.running_var[:channels])
         if self.num_batches_tracked is not None and bn.num_batches_tracked is not None:

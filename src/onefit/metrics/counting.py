@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,22 @@ def linear_cost(in_features: int, out_features: int, *, bias: bool = True) -> Co
     )
 
 
+def _cpu_flash_attention_flops(
+    query_shape: Sequence[int],
+    key_shape: Sequence[int],
+    value_shape: Sequence[int],
+    *_: Any,
+    **__: Any,
+) -> int:
+    return int(sdpa_flop_count(query_shape, key_shape, value_shape))
+
+
+# Attention kernels FlopCounterMode has no formula for (torch 2.x counts the CUDA ones).
+_EXTRA_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
+}
+
+
 @torch.no_grad()
 def count(model: nn.Module, input_shape: Sequence[int]) -> Cost:
     """Measure MACs (one forward pass of a single input) and parameters of any module.
@@ -77,12 +94,17 @@ def count(model: nn.Module, input_shape: Sequence[int]) -> Cost:
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     x = torch.zeros(1, *input_shape, device=device, dtype=dtype)
     was_training = model.training
+    # nn.MultiheadAttention's fused inference kernel is invisible to FlopCounterMode;
+    # the regular path computes the same result through countable ops.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     model.eval()
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
             model(x)
     finally:
         model.train(was_training)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     # FlopCounterMode counts a multiply-accumulate as two floating-point operations.
     macs = counter.get_total_flops() // 2
     params = sum(p.numel() for p in model.parameters())

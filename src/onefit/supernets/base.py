@@ -4,7 +4,7 @@ A supernet is an ``nn.Module`` with a :class:`~onefit.space.SearchSpace`. Choosi
 config with :meth:`Supernet.set_active` makes ``forward`` run that sub-network on the
 shared weights; :meth:`Supernet.extract` copies the same sub-network out as a plain
 static model; :meth:`Supernet.cost` gives its exact MACs and parameters without
-building anything. A family implements four hooks: ``_apply``, ``_forward``,
+building anything. A family implements four hooks: ``_activate``, ``_forward``,
 ``_build_static`` and ``cost``.
 """
 
@@ -41,7 +41,7 @@ class Supernet(nn.Module, ABC):
         Raises ``ValueError`` naming the bad dimension and the allowed values.
         """
         validated = self.space.validate(config)
-        self._apply(validated)
+        self._activate(validated)
         self._active = validated
         return validated
 
@@ -62,6 +62,7 @@ class Supernet(nn.Module, ABC):
     # -- running ------------------------------------------------------------------------------
     @property
     def resolutions(self) -> tuple[int, ...]:
+        """The choices of ``r``, the input sides this supernet accepts."""
         return tuple(int(r) for r in self.space["r"].choices)
 
     def input_shape(self, config: Mapping[str, Any] | None = None) -> tuple[int, int, int]:
@@ -75,9 +76,7 @@ class Supernet(nn.Module, ABC):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
-            raise ValueError(
-                f"expected a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected {self.in_channels} input channel(s), got {x.shape[1]} "
@@ -85,7 +84,7 @@ class Supernet(nn.Module, ABC):
                 f"in_channels={x.shape[1]} or convert the images"
             )
         height, width = x.shape[-2:]
-        if height != width or height not in self.resolutions:
+        if height != width or height not in self.space["r"].choices:
             raise ValueError(
                 f"input resolution {height}x{width} is not in the search space; "
                 f"r is one of {list(self.resolutions)} (square images)"
@@ -124,8 +123,9 @@ class Supernet(nn.Module, ABC):
         sub-network computes exactly the same function before and after.
         """
         for module in self.modules():
-            if module is not self and hasattr(module, "sort_channels"):
-                module.sort_channels()
+            sort = getattr(module, "sort_channels", None)
+            if module is not self and callable(sort):
+                sort()
 
     # -- what a family implements -----------------------------------------------------------
     @abstractmethod
@@ -133,7 +133,7 @@ class Supernet(nn.Module, ABC):
         """Analytic MACs and parameters of the extracted sub-network ``config``."""
 
     @abstractmethod
-    def _apply(self, config: ArchConfig) -> None:
+    def _activate(self, config: ArchConfig) -> None:
         """Set the elastic modules' active choices for ``config`` (already validated)."""
 
     @abstractmethod

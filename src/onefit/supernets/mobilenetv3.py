@@ -112,15 +112,19 @@ class ElasticMBConv(nn.Module):
         self.project_conv = ElasticConv2d(hidden, out_channels, 1)
         self.project_bn = ElasticBatchNorm2d(out_channels)
         self.act = _ACTIVATIONS[activation](inplace=True)
-        self.active_kernel_size = max(kernel_sizes)
-        self.active_expand_ratio = max(expand_ratios)
+        self.set_choice(max(kernel_sizes), max(expand_ratios))
+
+    def set_choice(self, kernel_size: int, expand_ratio: float) -> None:
+        """Make ``forward`` run this kernel size and expand ratio."""
+        self.active_kernel_size = kernel_size
+        self.active_expand_ratio = expand_ratio
+        self.active_hidden = self.hidden_channels(expand_ratio)
 
     def hidden_channels(self, expand_ratio: float) -> int:
         return make_divisible(round(self.in_channels * expand_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.hidden_channels(self.active_expand_ratio)
-        h = self.act(self.expand_bn(self.expand_conv(x, out_channels=hidden)))
+        h = self.act(self.expand_bn(self.expand_conv(x, out_channels=self.active_hidden)))
         h = self.act(self.dw_bn(self.dw_conv(h, kernel_size=self.active_kernel_size)))
         if self.se is not None:
             h = self.se(h)
@@ -164,9 +168,13 @@ class ElasticMBConv(nn.Module):
         """Sort hidden channels by the L1 norm of their projection weights."""
         order = importance_order(self.project_conv.weight, channel_dim=1)
         permute_(
-            [(self.expand_conv.weight, 0), *batch_norm_tensors(self.expand_bn)]
-            + [(self.dw_conv.weight, 0), *batch_norm_tensors(self.dw_bn)]
-            + [(self.project_conv.weight, 1)],
+            [
+                (self.expand_conv.weight, 0),
+                *batch_norm_tensors(self.expand_bn),
+                (self.dw_conv.weight, 0),
+                *batch_norm_tensors(self.dw_bn),
+                (self.project_conv.weight, 1),
+            ],
             order,
         )
         if self.se is not None:
@@ -223,7 +231,9 @@ class MobileNetV3Supernet(Supernet):
         auto_stem, auto_strides = strides_for_image_size(image_size)
         stem_stride = auto_stem if stem_stride is None else stem_stride
         strides = tuple(auto_strides if stage_strides is None else stage_strides)
-        if len(strides) != len(STAGE_WIDTHS) or any(s not in (1, 2) for s in (stem_stride, *strides)):
+        if len(strides) != len(STAGE_WIDTHS) or any(
+            s not in (1, 2) for s in (stem_stride, *strides)
+        ):
             raise ValueError(
                 f"stem_stride must be 1 or 2 and stage_strides five values of 1 or 2, "
                 f"got {stem_stride} and {list(strides)}"
@@ -257,9 +267,11 @@ class MobileNetV3Supernet(Supernet):
             )
         )
         self.stages = nn.ModuleList()
+        # The same blocks as typed lists: cheap to iterate, and clear to type checkers.
+        self.blocks_by_stage: list[list[ElasticMBConv]] = []
         in_width = width[0]
         for s, out_width in enumerate(width[1:]):
-            blocks = nn.ModuleList(
+            blocks = [
                 ElasticMBConv(
                     in_width if b == 0 else out_width,
                     out_width,
@@ -270,8 +282,9 @@ class MobileNetV3Supernet(Supernet):
                     use_se=STAGE_USES_SE[s],
                 )
                 for b in range(self.max_depth)
-            )
-            self.stages.append(blocks)
+            ]
+            self.stages.append(nn.ModuleList(blocks))
+            self.blocks_by_stage.append(blocks)
             in_width = out_width
         self.head = nn.Sequential(
             nn.Conv2d(in_width, final_expand, 1, bias=False),
@@ -312,21 +325,21 @@ class MobileNetV3Supernet(Supernet):
     def _blocks(self, config: Mapping[str, Any]) -> list[tuple[ElasticMBConv, int, float]]:
         """The active blocks of ``config`` with their kernel size and expand ratio."""
         active = []
-        for s, stage in enumerate(self.stages):
+        for s, stage in enumerate(self.blocks_by_stage):
             for b in range(int(config[f"d.{s}"])):
                 i = s * self.max_depth + b
                 active.append((stage[b], int(config[f"ks.{i}"]), float(config[f"e.{i}"])))
         return active
 
-    def _apply(self, config: ArchConfig) -> None:
+    def _activate(self, config: ArchConfig) -> None:
         self._depths = [int(config[f"d.{s}"]) for s in range(len(self.stages))]
         for block, kernel_size, expand_ratio in self._blocks(config):
-            block.active_kernel_size = kernel_size
-            block.active_expand_ratio = expand_ratio
+            block.set_choice(kernel_size, expand_ratio)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first_block(self.stem(x))
-        for stage, depth in zip(self.stages, self._depths):
+        for stage, depth in zip(self.blocks_by_stage, self._depths):
+            # A list slice, not stage[:depth] on a ModuleList, which builds a new module.
             for block in stage[:depth]:
                 x = block(x)
         return self.head(x)

@@ -116,7 +116,9 @@ class ElasticBottleneck(nn.Module):
         )
         shortcut = None
         if self.projection:
-            pool = [nn.AvgPool2d(self.stride, self.stride, ceil_mode=True)] if self.stride > 1 else []
+            pool = (
+                [nn.AvgPool2d(self.stride, self.stride, ceil_mode=True)] if self.stride > 1 else []
+            )
             shortcut = nn.Sequential(
                 *pool,
                 self.shortcut_conv.to_static(in_channels, out_channels),
@@ -230,21 +232,23 @@ class ResNetSupernet(Supernet):
             *([nn.MaxPool2d(3, 2, 1)] if self.uses_maxpool else []),
         )
         self.stages = nn.ModuleList()
+        # The same blocks as typed lists: cheap to iterate, and clear to type checkers.
+        self.blocks_by_stage: list[list[ElasticBottleneck]] = []
         in_width = base_width
         for s, max_depth in enumerate(self.max_depths):
             out_width = self.stage_width(s, max(self.width_mults))
-            self.stages.append(
-                nn.ModuleList(
-                    ElasticBottleneck(
-                        in_width if b == 0 else out_width,
-                        out_width,
-                        expand_ratios=expand_ratios,
-                        stride=self.stage_strides[s] if b == 0 else 1,
-                        projection=b == 0,
-                    )
-                    for b in range(max_depth)
+            blocks = [
+                ElasticBottleneck(
+                    in_width if b == 0 else out_width,
+                    out_width,
+                    expand_ratios=expand_ratios,
+                    stride=self.stage_strides[s] if b == 0 else 1,
+                    projection=b == 0,
                 )
-            )
+                for b in range(max_depth)
+            ]
+            self.stages.append(nn.ModuleList(blocks))
+            self.blocks_by_stage.append(blocks)
             in_width = out_width
         self.dropout = nn.Dropout(dropout)
         self.classifier = ElasticLinear(in_width, num_classes)
@@ -273,17 +277,15 @@ class ResNetSupernet(Supernet):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         # Zero-init the last BN of each residual branch (Goyal et al., 2017) so a fresh
         # supernet starts near identity and every depth trains stably.
-        for stage in self.stages:
+        for stage in self.blocks_by_stage:
             for block in stage:
                 nn.init.zeros_(block.bn3.weight)
 
-    def _blocks(
-        self, config: Mapping[str, Any]
-    ) -> list[tuple[ElasticBottleneck, int, int, float]]:
+    def _blocks(self, config: Mapping[str, Any]) -> list[tuple[ElasticBottleneck, int, int, float]]:
         """Active blocks of ``config``: (block, in channels, out channels, expand ratio)."""
         active = []
         in_width = self.stem_widths[1]
-        for s, stage in enumerate(self.stages):
+        for s, stage in enumerate(self.blocks_by_stage):
             out_width = self.stage_width(s, float(config[f"w.{s}"]))
             for b in range(int(config[f"d.{s}"])):
                 e = float(config[f"e.{self.block_offsets[s] + b}"])
@@ -291,7 +293,7 @@ class ResNetSupernet(Supernet):
                 in_width = out_width
         return active
 
-    def _apply(self, config: ArchConfig) -> None:
+    def _activate(self, config: ArchConfig) -> None:
         self._depths = [int(config[f"d.{s}"]) for s in range(len(self.stages))]
         for block, _, out_width, expand_ratio in self._blocks(config):
             block.active_out_channels = out_width
@@ -299,7 +301,8 @@ class ResNetSupernet(Supernet):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for stage, depth in zip(self.stages, self._depths):
+        for stage, depth in zip(self.blocks_by_stage, self._depths):
+            # A list slice, not stage[:depth] on a ModuleList, which builds a new module.
             for block in stage[:depth]:
                 x = block(x)
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from onefit.elastic import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLinear,
+    ElasticSqueezeExcite,
+    make_divisible,
+)
+
+
+def test_make_divisible_matches_mobilenet_rounding() -> None:
+    assert [make_divisible(v) for v in (16 * 1.2, 24 * 1.2, 112 * 1.2, 960 * 1.2, 1280 * 1.2)] == [
+        24,
+        32,
+        136,
+        1152,
+        1536,
+    ]
+    assert make_divisible(24 * 3) == 72 and make_divisible(40 * 4) == 160
+    assert make_divisible(10) == 16  # 8 would drop below 90 % of 10
+
+
+def test_conv_width_slice_equals_a_plain_conv_on_the_weight_prefix() -> None:
+    torch.manual_seed(0)
+    conv = ElasticConv2d(8, 16, 3, stride=2, bias=True)
+    x = torch.randn(2, 5, 9, 9)
+    ref = F.conv2d(x, conv.weight[:12, :5], conv.bias[:12], stride=2, padding=1)
+    assert torch.equal(conv(x, out_channels=12), ref)
+    static = conv.to_static(5, 12)
+    assert isinstance(static, nn.Conv2d) and static.weight.shape == (12, 5, 3, 3)
+    torch.testing.assert_close(static(x), ref, rtol=0, atol=1e-6)
+
+
+def test_identity_kernel_transform_is_a_centre_crop() -> None:
+    torch.manual_seed(0)
+    conv = ElasticConv2d(4, 4, (3, 5, 7), depthwise=True)
+    assert set(conv.kernel_transforms) == {"7to5", "5to3"}
+    assert torch.equal(conv.kernel(5), conv.weight[:, :, 1:6, 1:6])
+    assert torch.equal(conv.kernel(3), conv.weight[:, :, 2:5, 2:5])
+
+
+def test_kernel_transform_chain_uses_the_learned_matrices() -> None:
+    torch.manual_seed(0)
+    conv = ElasticConv2d(3, 3, (3, 5, 7), depthwise=True)
+    with torch.no_grad():
+        for matrix in conv.kernel_transforms.values():
+            matrix.copy_(torch.randn_like(matrix))
+    w = conv.weight
+    k5 = (w[:, :, 1:6, 1:6].reshape(-1, 25) @ conv.kernel_transforms["7to5"].T).view(3, 1, 5, 5)
+    k3 = (k5[:, :, 1:4, 1:4].reshape(-1, 9) @ conv.kernel_transforms["5to3"].T).view(3, 1, 3, 3)
+    torch.testing.assert_close(conv.kernel(5), k5)
+    torch.testing.assert_close(conv.kernel(3), k3)
+    # Gradients reach the matrices when a small kernel runs.
+    conv(torch.randn(1, 3, 6, 6), kernel_size=3).sum().backward()
+    assert conv.kernel_transforms["5to3"].grad is not None
+    assert conv.kernel_transforms["7to5"].grad is not None
+
+
+def test_depthwise_conv_follows_input_width_and_rejects_bad_kernels() -> None:
+    conv = ElasticConv2d(32, 32, (3, 5), depthwise=True)
+    assert conv(torch.randn(1, 20, 7, 7), kernel_size=3).shape == (1, 20, 7, 7)
+    with pytest.raises(ValueError, match=r"kernel size 7 is not one of \[3, 5\]"):
+        conv(torch.randn(1, 20, 7, 7), kernel_size=7)
+    with pytest.raises(ValueError, match="odd"):
+        ElasticConv2d(4, 4, (2, 4))
+
+
+def test_batch_norm_updates_only_its_active_prefix() -> None:
+    bn = ElasticBatchNorm2d(8, momentum=None)
+    x = torch.randn(16, 5, 4, 4) * 3 + 1
+    bn.train()(x)
+    torch.testing.assert_close(bn.running_mean[:5], x.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(bn.running_var[:5], x.var(dim=(0, 2, 3), unbiased=True))
+    assert torch.equal(bn.running_mean[5:], torch.zeros(3))
+    assert torch.equal(bn.running_var[5:], torch.ones(3))
+    static = bn.to_static(5).eval()
+    torch.testing.assert_close(static(x), bn.eval()(x))
+    with pytest.raises(ValueError, match="holds 8 channels, got 9"):
+        bn(torch.randn(1, 9, 2, 2))
+
+
+def test_linear_slices_its_inputs() -> None:
+    fc = ElasticLinear(64, 10)
+    x = torch.randn(3, 40)
+    torch.testing.assert_close(fc(x), F.linear(x, fc.weight[:, :40], fc.bias))
+    torch.testing.assert_close(fc.to_static(40)(x), fc(x))
+    with pytest.raises(ValueError, match="holds 64 inputs, got 65"):
+        fc(torch.randn(1, 65))
+
+
+def test_squeeze_excite_width_rule_and_static_copy() -> None:
+    torch.manual_seed(0)
+    se = ElasticSqueezeExcite(144)
+    assert se.hidden_channels(144) == 40 and se.hidden_channels(72) == 24
+    x = torch.randn(2, 72, 5, 5)
+    static = se.to_static(72)
+    assert static.reduce.weight.shape == (24, 72, 1, 1)
+    torch.testing.assert_close(static(x), se(x), rtol=0, atol=1e-6)
+    before = se(torch.randn(1, 144, 3, 3).clone())
+    del before
+    y = torch.randn(2, 144, 3, 3)
+    ref = se(y)
+    se.sort_hidden()
+    torch.testing.assert_close(se(y), ref, rtol=0, atol=1e-6)  # full width: same function
+
+
+def test_inference_cache_follows_in_place_updates_and_moves() -> None:
+    torch.manual_seed(0)
+    conv = ElasticConv2d(6, 6, (3, 5), depthwise=True, bias=True)
+    bn = ElasticBatchNorm2d(6).eval()
+    x = torch.randn(1, 4, 7, 7)
+
+    def reference() -> torch.Tensor:
+        with torch.enable_grad():
+            w, b = conv._slice(4, 4, 3)
+        return F.conv2d(x, w.detach(), b.detach(), 1, 1, 1, 4)
+
+    with torch.no_grad():
+        first = conv(x, kernel_size=3)
+        torch.testing.assert_close(first, reference())
+        # An optimizer-style in-place step on each source tensor must invalidate the cache.
+        for tensor in (conv.weight, conv.bias, conv.kernel_transforms["5to3"]):
+            tensor.add_(0.1)
+            torch.testing.assert_close(conv(x, kernel_size=3), reference())
+        conv.load_state_dict({k: v * 2 for k, v in conv.state_dict().items()})
+        torch.testing.assert_close(conv(x, kernel_size=3), reference())
+        # Moving to another dtype gives new storage.
+        conv.double()
+        assert conv(x.double(), kernel_size=3).dtype == torch.float64
+
+        y = torch.randn(2, 4, 3, 3)
+        before = bn(y)
+        bn.running_mean.add_(1.0)  # in place, as BN recalibration does
+        after = bn(y)
+        torch.testing.assert_close(after, before - 1.0 / torch.sqrt(torch.tensor(1.0 + bn.eps)))
+        bn.double()
+        assert bn(y.double()).dtype == torch.float64
+
+
+def test_cache_is_not_used_under_autograd() -> None:
+    conv = ElasticConv2d(4, 4, (3, 5))
+    with torch.no_grad():
+        conv(torch.randn(1, 4, 5, 5), kernel_size=3)
+    out = conv(torch.randn(1, 4, 5, 5), kernel_size=3)
+    out.sum().backward()
+    assert conv.weight.grad is not None and conv.kernel_transforms["5to3"].grad is not None
