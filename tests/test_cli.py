@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import onefit
+from onefit.cli import cli
+
+
+def test_demo_extracts_and_checks_sub_networks() -> None:
+    result = CliRunner().invoke(cli, ["demo", "--samples", "2", "--image-size", "8"])
+    assert result.exit_code == 0, result.output
+    assert "all 4 sub-networks match the supernet exactly" in result.output
+    assert result.output.count("yes") == 4  # measured MACs/params equal the analytic ones
+
+
+def test_demo_passes_constructor_options() -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["demo", "--supernet", "resnet", "--samples", "1", "--image-size", "8",
+         "--in-channels", "3", "-o", "base_width=8", "-o", "depth_extras=[0,1]"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "all 3 sub-networks match" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--supernet", "nope"], "Error: unknown supernet 'nope'; known: mobilenetv3, resnet"),
+        (["demo", "-o", "width_mult=-1"], "Error: width_mult must be positive, got -1"),
+        (["demo", "-o", "oops"], "expected KEY=VALUE, got 'oops'"),
+        (["demo", "--samples", "-1"], "Invalid value for --samples: must be >= 0"),
+        (["demo", "--image-size", "big"], "'big' is not a valid integer"),
+        (["demo", "--no-such-flag"], "No such option"),
+        (["nosuchcommand"], "No such command"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_clear_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_list_and_version() -> None:
+    result = CliRunner().invoke(cli, ["list"])
+    assert result.exit_code == 0
+    assert "mobilenetv3" in result.output and "resnet" in result.output
+    assert onefit.__version__ in CliRunner().invoke(cli, ["--version"]).output
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "onefit", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "demo" in done.stdout and "list" in done.stdout
