@@ -30,7 +30,10 @@ def test_demo_passes_constructor_options() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["demo", "--supernet", "nope"], "Error: unknown supernet 'nope'; known: mobilenetv3, resnet"),
+        (
+            ["demo", "--supernet", "nope"],
+            "Error: unknown supernet 'nope'; known: mobilenetv3, resnet",
+        ),
         (["demo", "-o", "width_mult=-1"], "Error: width_mult must be positive, got -1"),
         (["demo", "-o", "oops"], "expected KEY=VALUE, got 'oops'"),
         (["demo", "--samples", "-1"], "Invalid value for --samples: must be >= 0"),
