@@ -3,8 +3,10 @@
 For the smallest, a middle and the largest ``mobilenetv3`` config at 224x224 (batch 1,
 eval mode, no grad), the supernet running the config and its extracted static model
 are timed interleaved in one process: each round times one forward of each, in
-alternating order, so drifts in machine load hit both alike. Reports medians, the
-interquartile range and the supernet/static ratio of medians.
+alternating order, so drifts in machine load hit both alike. The supernet runs twice:
+as is (weights sliced and kernel-transformed on every call, as in training) and inside
+``Supernet.frozen()`` (computed once per config, as in search and evaluation). Reports
+medians, the interquartile range and the supernet/static ratio of medians.
 
 Usage:
     python benchmarks/extraction_overhead.py [--rounds 200] [--threads 2] [--json out.json]
@@ -13,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -56,29 +59,34 @@ def run(rounds: int, warmup: int, threads: int) -> dict:
         "largest": net.space.largest(),
     }
     results: dict = {"configs": {}}
-    with torch.inference_mode():
+    # A second copy stays inside frozen() for the whole run, so the three models can be
+    # interleaved call by call.
+    frozen_net = copy.deepcopy(net)
+    with torch.inference_mode(), frozen_net.frozen():
         for name, config in configs.items():
             extract_ms = [_time_once(lambda c=config: net.extract(c)) for _ in range(10)]
-            static = net.extract(config)
+            models = {"supernet": net, "frozen": frozen_net, "static": net.extract(config)}
             net.set_active(config)
+            frozen_net.set_active(config)
             x = torch.randn(1, 3, 224, 224)
             for _ in range(warmup):
-                net(x)
-                static(x)
-            super_ms, static_ms = [], []
+                for model in models.values():
+                    model(x)
+            times: dict[str, list[float]] = {key: [] for key in models}
+            keys = list(models)
             for i in range(rounds):
-                pair = [(super_ms, net), (static_ms, static)]
-                for times, model in pair if i % 2 == 0 else pair[::-1]:
-                    times.append(_time_once(lambda m=model, x=x: m(x)))
-            s_q, t_q = _quartiles(super_ms), _quartiles(static_ms)
-            results["configs"][name] = {
-                "macs": net.macs(config),
-                "params": net.params(config),
-                "supernet_ms": {"q1": s_q[0], "median": s_q[1], "q3": s_q[2]},
-                "static_ms": {"q1": t_q[0], "median": t_q[1], "q3": t_q[2]},
-                "ratio_of_medians": s_q[1] / t_q[1],
-                "extract_ms_median": statistics.median(extract_ms),
-            }
+                # Rotate the order every round so no model always runs first.
+                for key in keys[i % 3 :] + keys[: i % 3]:
+                    times[key].append(_time_once(lambda m=models[key], x=x: m(x)))
+            entry: dict = {"macs": net.macs(config), "params": net.params(config)}
+            for key, values in times.items():
+                q1, median, q3 = _quartiles(values)
+                entry[f"{key}_ms"] = {"q1": q1, "median": median, "q3": q3}
+            static_median = entry["static_ms"]["median"]
+            entry["ratio_supernet"] = entry["supernet_ms"]["median"] / static_median
+            entry["ratio_frozen"] = entry["frozen_ms"]["median"] / static_median
+            entry["extract_ms_median"] = statistics.median(extract_ms)
+            results["configs"][name] = entry
     results["machine"] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -99,16 +107,18 @@ def main() -> None:
     results = run(args.rounds, args.warmup, args.threads)
     print(f"{results['machine']}")
     print(
-        f"{'config':<9} {'MMACs':>7} {'supernet ms (IQR)':>22} {'static ms (IQR)':>22} "
-        f"{'ratio':>6} {'extract ms':>10}"
+        f"{'config':<9} {'MMACs':>6} {'static ms (IQR)':>21} {'supernet ms (IQR)':>21} "
+        f"{'frozen ms (IQR)':>21} {'ratio':>6} {'frozen':>6} {'extract ms':>10}"
     )
+
+    def cell(t: dict) -> str:
+        return f"{t['median']:6.2f} ({t['q1']:5.2f}-{t['q3']:5.2f})"
+
     for name, r in results["configs"].items():
-        s, t = r["supernet_ms"], r["static_ms"]
         print(
-            f"{name:<9} {r['macs'] / 1e6:7.1f} "
-            f"{s['median']:8.2f} ({s['q1']:5.2f}-{s['q3']:5.2f}) "
-            f"{t['median']:8.2f} ({t['q1']:5.2f}-{t['q3']:5.2f}) "
-            f"{r['ratio_of_medians']:6.3f} {r['extract_ms_median']:10.1f}"
+            f"{name:<9} {r['macs'] / 1e6:6.1f} {cell(r['static_ms'])} {cell(r['supernet_ms'])} "
+            f"{cell(r['frozen_ms'])} {r['ratio_supernet']:6.3f} {r['ratio_frozen']:6.3f} "
+            f"{r['extract_ms_median']:10.1f}"
         )
     if args.json:
         with open(args.json, "w") as f:

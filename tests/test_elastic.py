@@ -110,10 +110,12 @@ def test_squeeze_excite_width_rule_and_static_copy() -> None:
     torch.testing.assert_close(se(y), ref, rtol=0, atol=1e-6)  # full width: same function
 
 
-def test_inference_cache_follows_in_place_updates_and_moves() -> None:
+def test_frozen_cache_follows_in_place_updates_and_moves() -> None:
     torch.manual_seed(0)
     conv = ElasticConv2d(6, 6, (3, 5), depthwise=True, bias=True)
     bn = ElasticBatchNorm2d(6).eval()
+    conv.set_frozen(True)
+    bn.set_frozen(True)
     x = torch.randn(1, 4, 7, 7)
 
     def reference() -> torch.Tensor:
@@ -143,10 +145,47 @@ def test_inference_cache_follows_in_place_updates_and_moves() -> None:
         assert bn(y.double()).dtype == torch.float64
 
 
-def test_cache_is_not_used_under_autograd() -> None:
+def test_frozen_cache_is_not_used_under_autograd() -> None:
     conv = ElasticConv2d(4, 4, (3, 5))
+    conv.set_frozen(True)
     with torch.no_grad():
         conv(torch.randn(1, 4, 5, 5), kernel_size=3)
     out = conv(torch.randn(1, 4, 5, 5), kernel_size=3)
     out.sum().backward()
     assert conv.weight.grad is not None and conv.kernel_transforms["5to3"].grad is not None
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_outside_frozen_every_update_is_seen(fused: bool) -> None:
+    """Fused optimizers do not bump tensor versions, so only frozen mode may cache."""
+    torch.manual_seed(0)
+    conv = ElasticConv2d(8, 8, (3, 5), depthwise=True)
+    optimizer = torch.optim.SGD(conv.parameters(), lr=0.5, fused=fused)
+    x = torch.randn(2, 6, 5, 5)
+    with torch.no_grad():
+        before = conv(x, kernel_size=3)
+    conv(x, kernel_size=3).square().sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = conv(x, kernel_size=3)
+    fresh = conv(x, kernel_size=3).detach()  # with autograd: computed from scratch
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, fresh, rtol=0, atol=0)
+
+
+def test_batch_norm_without_running_stats_in_eval() -> None:
+    bn = ElasticBatchNorm2d(8, track_running_stats=False).eval()
+    bn.set_frozen(True)
+    with torch.no_grad():
+        out = bn(torch.randn(4, 5, 3, 3))
+    assert out.shape == (4, 5, 3, 3)
+
+
+def test_frozen_batch_norm_sees_replaced_parameters() -> None:
+    bn = ElasticBatchNorm2d(4).eval()
+    bn.set_frozen(True)
+    x = torch.randn(2, 4, 3, 3)
+    with torch.no_grad():
+        bn(x)
+        bn.weight = nn.Parameter(torch.full((4,), 2.0))
+        torch.testing.assert_close(bn(x), 2 * x / torch.sqrt(torch.tensor(1 + bn.eps)))

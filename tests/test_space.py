@@ -68,6 +68,19 @@ def test_validate_names_the_problem(config: dict, message: str) -> None:
         SearchSpace(OFA_LIKE).validate(config)
 
 
+def test_validate_rejects_unhashable_values_clearly() -> None:
+    with pytest.raises(ValueError, match=r"'ks.0': \[3\] is not allowed"):
+        SearchSpace(OFA_LIKE).validate({"ks.0": [3], "e.0": 3, "d.0": 2, "r": 128})
+
+
+def test_encode_and_decode_shape_errors() -> None:
+    space = SearchSpace(OFA_LIKE)
+    with pytest.raises(TypeError, match="wrap a single config in a list"):
+        space.encode(space.largest())
+    with pytest.raises(ValueError, match="2-D array"):
+        space.decode(np.zeros((1, 2, 3)), "ordinal")
+
+
 def test_validate_rejects_non_mappings() -> None:
     with pytest.raises(TypeError, match="mapping"):
         SearchSpace(OFA_LIKE).validate([3, 3, 2, 128])  # type: ignore[arg-type]
@@ -80,6 +93,11 @@ def test_validate_rejects_non_mappings() -> None:
         ({"a": []}, "has no choices"),
         ({"a": [1, 1]}, "lists a choice twice"),
         ({"a": [[1]]}, "must be int, float, str or bool"),
+        ({"a": [1, 1.0]}, "lists a choice twice"),
+        ({"a": [True, 1]}, "lists a choice twice"),
+        ({"a": 5}, "choices must be a list of values"),
+        ({"a": "abc"}, "choices must be a list of values"),
+        ({"a": [float("nan")]}, "must be int, float, str or bool"),
     ],
 )
 def test_bad_space_definitions(dims: dict, message: str) -> None:

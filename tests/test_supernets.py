@@ -221,3 +221,29 @@ def test_resolution_as_a_dimension() -> None:
     small_r = net.space.largest().replace(r=128)
     assert net.input_shape(small_r) == (3, 128, 128)
     assert net.macs(small_r) < net.macs(net.space.largest())
+
+
+@pytest.mark.parametrize(
+    ("family", "kwargs", "message"),
+    [
+        ("mobilenetv3", {"kernel_sizes": []}, "kernel_sizes must be a non-empty list of integers"),
+        ("mobilenetv3", {"kernel_sizes": 3}, "kernel_sizes must be a non-empty list"),
+        (
+            "mobilenetv3",
+            {"expand_ratios": [0]},
+            "expand_ratios must be a non-empty list of numbers > 0",
+        ),
+        ("mobilenetv3", {"depths": [0, 2]}, "depths must be a non-empty list of integers >= 1"),
+        ("mobilenetv3", {"resolutions": [0]}, "resolutions must be"),
+        ("mobilenetv3", {"stem_stride": True}, "stem_stride must be 1 or 2"),
+        ("mobilenetv3", {"width_mult": "1"}, "width_mult must be positive"),
+        ("mobilenetv3", {"image_size": "28"}, "image_size must be a positive integer"),
+        ("resnet", {"base_depths": [1, 1, 1, 1, 1]}, r"one depth per stage \(4\)"),
+        ("resnet", {"image_size": 0}, "image_size must be a positive integer"),
+        ("resnet", {"width_mults": 1.0}, "width_mults must be a non-empty list"),
+        ("resnet", {"width_mults": (1.0, 1)}, "lists a choice twice"),
+    ],
+)
+def test_family_specific_bad_arguments(family: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        onefit.create_supernet(family, **kwargs)

@@ -9,25 +9,35 @@ Example:
     True
 """
 
+from onefit.data import DataSplits, from_tensors, list_datasets, load_dataset
 from onefit.metrics.counting import Cost, count
 from onefit.registry import Registry
 from onefit.space import ArchConfig, Dimension, SearchSpace, flatten_lists, nest_lists
 from onefit.supernets import Supernet, create_supernet, list_supernets, register_supernet
+from onefit.training import TrainConfig, TrainResult, list_strategies, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArchConfig",
     "Cost",
+    "DataSplits",
     "Dimension",
     "Registry",
     "SearchSpace",
     "Supernet",
+    "TrainConfig",
+    "TrainResult",
     "__version__",
     "count",
     "create_supernet",
     "flatten_lists",
+    "from_tensors",
+    "list_datasets",
+    "list_strategies",
     "list_supernets",
+    "load_dataset",
     "nest_lists",
     "register_supernet",
+    "train",
 ]

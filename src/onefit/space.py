@@ -142,15 +142,20 @@ class Dimension:
     def __init__(self, name: str, choices: Iterable[Any]) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a dimension name must be a non-empty string, got {name!r}")
-        values = [_plain(c) for c in choices] if not isinstance(choices, str) else [choices]
+        if isinstance(choices, (str, bytes, Mapping)) or not isinstance(choices, Iterable):
+            raise ValueError(
+                f"dimension {name!r}: choices must be a list of values, got {choices!r}"
+            )
+        values = [_plain(c) for c in choices]
         if not values:
             raise ValueError(f"dimension {name!r} has no choices")
         for value in values:
-            if not isinstance(value, (int, float, str, bool)):
+            if not isinstance(value, (int, float, str, bool)) or value != value:  # NaN
                 raise ValueError(
                     f"dimension {name!r}: choices must be int, float, str or bool, got {value!r}"
                 )
-        if len({(type(v), v) for v in values}) != len(values):
+        # Equal under == (1 and 1.0, True and 1) would be one config twice.
+        if any(a == b for i, a in enumerate(values) for b in values[i + 1 :]):
             raise ValueError(f"dimension {name!r} lists a choice twice: {values}")
         if all(_is_number(v) for v in values):
             values = sorted(values)
@@ -161,7 +166,10 @@ class Dimension:
     def index(self, value: Any) -> int:
         """Position of ``value`` among the choices; ``ValueError`` if it is not one."""
         value = _plain(value)
-        found = self._index.get((type(value), value))
+        try:
+            found = self._index.get((type(value), value))
+        except TypeError:  # unhashable, e.g. a list
+            found = None
         if found is None and _is_number(value):
             # 3 and 3.0 name the same choice; bools are never numbers here.
             for i, choice in enumerate(self.choices):
@@ -337,6 +345,8 @@ class SearchSpace:
         :attr:`onehot_width`). ``"ordinal"``: one column per dimension holding the choice
         index (0 = smallest).
         """
+        if isinstance(configs, Mapping):
+            raise TypeError("encode takes a list of configs; wrap a single config in a list")
         indices = np.array([self.to_indices(c) for c in configs], dtype=np.int64)
         indices = indices.reshape(-1, len(self.dimensions))
         if kind == "ordinal":
@@ -353,6 +363,10 @@ class SearchSpace:
         array = np.asarray(vectors, dtype=np.float64)
         if array.ndim == 1:
             array = array[None, :]
+        if array.ndim != 2:
+            raise ValueError(
+                f"expected a vector or a 2-D array of vectors, got shape {array.shape}"
+            )
         if kind == "ordinal":
             if array.shape[1] != len(self.dimensions):
                 raise ValueError(

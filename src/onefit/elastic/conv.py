@@ -72,7 +72,13 @@ class ElasticConv2d(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
         # Inference cache: the last sub-layer's contiguous weights (see active_weight).
+        self._frozen = False
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Allow (or stop) reusing computed sub-layer weights; see :meth:`active_weight`."""
+        self._frozen = frozen
+        self._cache = None
 
     @property
     def max_kernel_size(self) -> int:
@@ -96,18 +102,16 @@ class ElasticConv2d(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias of the sub-layer with these sizes.
 
-        Without autograd (evaluation, search, export) the result is cached as
-        contiguous tensors until the sizes or any source tensor change, so running a
-        sub-network costs what its static copy costs instead of re-slicing and
-        re-transforming kernels on every call. With autograd it is recomputed each time,
-        so gradients reach the shared weights and the kernel transforms.
+        Normally sliced (and kernel-transformed) afresh on every call, so gradients
+        reach the shared weights and any change to them shows at once. Inside
+        :meth:`onefit.supernets.Supernet.frozen`, without autograd, the result is kept as
+        contiguous tensors and reused while the sizes stay the same, so running a
+        sub-network costs what its static copy costs.
         """
-        if torch.is_grad_enabled():
-            self._cache = None
+        if not self._frozen or torch.is_grad_enabled() or torch.compiler.is_compiling():
             return self._slice(in_channels, out_channels, kernel_size)
-        # data_ptr catches .to()/.cuda() moves; _version catches in-place updates
-        # (optimizer steps, load_state_dict, channel sorting). Reading _parameters
-        # directly keeps this check cheap: it runs on every conv call.
+        # A safety net, not the contract: data_ptr catches .to() moves and _version most
+        # in-place updates (not fused optimizers or writes through .data).
         params = self._parameters
         key: tuple = (in_channels, out_channels, kernel_size, *_state(params.values()))
         if kernel_size < self.kernel_sizes[-1]:

@@ -25,7 +25,13 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         torch.Size([2, 10, 4, 4])
     """
 
+    _frozen = False
     _slice_cache: tuple[tuple, tuple[torch.Tensor | None, ...]] | None = None
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Allow (or stop) reusing channel views in evaluation (see ``Supernet.frozen``)."""
+        self._frozen = frozen
+        self._slice_cache = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
@@ -33,7 +39,13 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             raise ValueError(
                 f"{type(self).__name__} holds {self.num_features} channels, got {channels}"
             )
-        if not self.training and not torch.is_grad_enabled():
+        if (
+            self._frozen
+            and not self.training
+            and self.running_mean is not None
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        ):
             mean, var, weight, bias = self._inference_slices(channels)
             return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
         factor = 0.0
@@ -55,19 +67,15 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, factor, self.eps)
 
     def _inference_slices(self, channels: int) -> tuple[torch.Tensor | None, ...]:
-        """Channel views for evaluation without autograd, kept while the storage is the same.
+        """Channel views for frozen evaluation, kept while the same tensors are in place.
 
-        Views follow in-place updates of what they view, so only a move to new storage
-        (``.to()``) or another channel count makes new ones.
+        Views follow in-place updates of what they view; a replaced or moved tensor
+        changes the key (identity and storage address of each of the four).
         """
-        # All four tensors move together with the module, so one address tracks them.
-        anchor = self._buffers["running_mean"]
-        if anchor is None:
-            anchor = self._parameters["weight"]
-        key = (channels, None if anchor is None else anchor.data_ptr())
+        tensors = (self.running_mean, self.running_var, self.weight, self.bias)
+        key = (channels, *((id(t), None if t is None else t.data_ptr()) for t in tensors))
         cache = self._slice_cache
         if cache is None or cache[0] != key:
-            tensors = (self.running_mean, self.running_var, self.weight, self.bias)
             cache = self._slice_cache = (key, _prefix(channels, *tensors))
         return cache[1]
 

@@ -74,7 +74,9 @@ def _cpu_flash_attention_flops(
 
 # Attention kernels FlopCounterMode has no formula for (torch 2.x counts the CUDA ones).
 _EXTRA_FORMULAS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
+    op: _cpu_flash_attention_flops
+    for op in [getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)]
+    if op is not None
 }
 
 
@@ -82,7 +84,10 @@ _EXTRA_FORMULAS = {
 def count(model: nn.Module, input_shape: Sequence[int]) -> Cost:
     """Measure MACs (one forward pass of a single input) and parameters of any module.
 
-    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``.
+    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``. Meant for
+    static models: on a supernet it would also count the kernel-transform products of
+    its elastic layers (use ``supernet.cost`` there). Every submodule's train/eval mode
+    is restored afterwards.
 
     Example:
         >>> count(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 16, 2)),
@@ -93,18 +98,22 @@ def count(model: nn.Module, input_shape: Sequence[int]) -> Cost:
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     x = torch.zeros(1, *input_shape, device=device, dtype=dtype)
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}
     # nn.MultiheadAttention's fused inference kernel is invisible to FlopCounterMode;
     # the regular path computes the same result through countable ops.
-    fastpath = torch.backends.mha.get_fastpath_enabled()
+    mha = getattr(torch.backends, "mha", None)
+    fastpath = mha.get_fastpath_enabled() if mha is not None else None
     model.eval()
-    torch.backends.mha.set_fastpath_enabled(False)
+    if mha is not None:
+        mha.set_fastpath_enabled(False)
     try:
         with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
             model(x)
     finally:
-        model.train(was_training)
-        torch.backends.mha.set_fastpath_enabled(fastpath)
+        for module, training in modes.items():
+            module.training = training
+        if mha is not None:
+            mha.set_fastpath_enabled(fastpath)
     # FlopCounterMode counts a multiply-accumulate as two floating-point operations.
     macs = counter.get_total_flops() // 2
     params = sum(p.numel() for p in model.parameters())

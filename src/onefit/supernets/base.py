@@ -11,7 +11,8 @@ building anything. A family implements four hooks: ``_activate``, ``_forward``,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -114,6 +115,32 @@ class Supernet(nn.Module, ABC):
         """Exact parameter count of the extracted sub-network ``config``."""
         return self.cost(self._active if config is None else config).params
 
+    @contextmanager
+    def frozen(self) -> Iterator[Supernet]:
+        """Run sub-networks at static-model speed while the weights do not change.
+
+        Inside the block, forward passes without autograd reuse each layer's sliced and
+        kernel-transformed weights for as long as the same config runs, instead of
+        recomputing them on every call (see BENCHMARKS.md). Use it for evaluation,
+        search and latency measurement; do not update the weights inside it (an
+        optimizer step or a write through ``.data`` would not be seen).
+
+        Example:
+            >>> import onefit
+            >>> net = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=8).eval()
+            >>> with net.frozen(), torch.no_grad():
+            ...     logits = net(torch.zeros(1, 3, 8, 8))
+        """
+        # getattr, not m.set_frozen: nn.Module.__getattr__ is typed as returning tensors.
+        switches = [getattr(m, "set_frozen") for m in self.modules() if hasattr(m, "set_frozen")]  # noqa: B009
+        for switch in switches:
+            switch(True)
+        try:
+            yield self
+        finally:
+            for switch in switches:
+                switch(False)
+
     @torch.no_grad()
     def sort_channels(self) -> None:
         """Re-sort every elastic block's hidden channels by importance, most important first.
@@ -149,3 +176,38 @@ def check_positive_int(name: str, value: object) -> None:
     """Raise ``ValueError`` unless ``value`` is an int >= 1 (constructor argument checks)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_choices(
+    name: str, values: object, *, integer: bool = False, minimum: float = 0, strict: bool = False
+) -> tuple[Any, ...]:
+    """Check a constructor's list of choices; returns it as a tuple.
+
+    It must be a non-empty list or tuple of numbers (ints when ``integer``), each at
+    least ``minimum`` (greater than it when ``strict``).
+    """
+    kind = "integers" if integer else "numbers"
+    bound = f"> {minimum}" if strict else f">= {minimum}"
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"{name} must be a non-empty list of {kind} {bound}, got {values!r}")
+    for value in values:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if (
+            not number
+            or (integer and not isinstance(value, int))
+            or (value <= minimum if strict else value < minimum)
+        ):
+            raise ValueError(f"{name} must be a non-empty list of {kind} {bound}, got {values!r}")
+    return tuple(values)
+
+
+# Resolutions Once-for-All trains and searches at ImageNet scale.
+OFA_RESOLUTIONS = (128, 144, 160, 176, 192, 208, 224)
+
+
+def default_resolutions(image_size: int, resolutions: object = None) -> tuple[int, ...]:
+    """The ``r`` choices: as given, else OFA's 128..224 for 224 inputs, else ``(image_size,)``."""
+    check_positive_int("image_size", image_size)
+    if resolutions is None:
+        return OFA_RESOLUTIONS if image_size == 224 else (image_size,)
+    return check_choices("resolutions", resolutions, integer=True, minimum=1)

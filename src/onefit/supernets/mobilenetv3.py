@@ -11,14 +11,15 @@ stages 2, 4 and 5, ReLU in the first two stages and hard-swish after; then a 1x1
 expansion to 960, global pooling, a 1x1 "feature mix" to 1280 and the classifier.
 
 Search space (dimension names):
-    ``ks.i``  kernel size of block ``i`` (0..19), default {3, 5, 7}
+    ``ks.i``  kernel size of block ``i`` (0..19 by default), default {3, 5, 7}
     ``e.i``   expand ratio of block ``i``, default {3, 4, 6}
     ``d.s``   number of active blocks in stage ``s`` (0..4), default {2, 3, 4}
     ``r``     input resolution
 
-Block ``i`` is block ``i % 4`` of stage ``i // 4``; the choices of blocks beyond a
-stage's depth are ignored. At width 1.0 with 1000 classes the analytic MAC and
-parameter counts reproduce the figures DyNAS-T publishes for this space exactly.
+With ``D = max(depths)`` blocks per stage, block ``i`` is block ``i % D`` of stage
+``i // D``; the choices of blocks beyond a stage's depth are ignored. At width 1.0 with
+1000 classes the analytic MAC and parameter counts reproduce the figures DyNAS-T
+publishes for this space exactly.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_co
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Residual
 from onefit.supernets import register_supernet
-from onefit.supernets.base import Supernet, check_positive_int
+from onefit.supernets.base import (
+    Supernet,
+    check_choices,
+    check_positive_int,
+    default_resolutions,
+)
 
 STEM_WIDTH = 16
 STAGE_WIDTHS = (24, 40, 80, 112, 160)
@@ -55,8 +61,6 @@ STAGE_USES_SE = (False, True, False, True, True)
 # ImageNet strides: stem 2, then stages 2, 2, 2, 1, 2 (32x down in all).
 IMAGENET_STEM_STRIDE = 2
 IMAGENET_STAGE_STRIDES = (2, 2, 2, 1, 2)
-# Resolutions Once-for-All trains and searches at ImageNet scale.
-OFA_RESOLUTIONS = (128, 144, 160, 176, 192, 208, 224)
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "hswish": nn.Hardswish}
 
@@ -224,22 +228,26 @@ class MobileNetV3Supernet(Supernet):
         super().__init__()
         check_positive_int("num_classes", num_classes)
         check_positive_int("in_channels", in_channels)
-        if not width_mult > 0:
-            raise ValueError(f"width_mult must be positive, got {width_mult}")
-        if not depths or any(not isinstance(d, int) or d < 1 for d in depths):
-            raise ValueError(f"depths must be positive integers, got {list(depths)}")
+        if (
+            isinstance(width_mult, bool)
+            or not isinstance(width_mult, (int, float))
+            or width_mult <= 0
+        ):
+            raise ValueError(f"width_mult must be positive, got {width_mult!r}")
+        kernel_sizes = check_choices("kernel_sizes", kernel_sizes, integer=True, minimum=1)
+        expand_ratios = check_choices("expand_ratios", expand_ratios, minimum=0, strict=True)
+        depths = check_choices("depths", depths, integer=True, minimum=1)
+        resolutions = default_resolutions(image_size, resolutions)
         auto_stem, auto_strides = strides_for_image_size(image_size)
         stem_stride = auto_stem if stem_stride is None else stem_stride
         strides = tuple(auto_strides if stage_strides is None else stage_strides)
         if len(strides) != len(STAGE_WIDTHS) or any(
-            s not in (1, 2) for s in (stem_stride, *strides)
+            isinstance(s, bool) or s not in (1, 2) for s in (stem_stride, *strides)
         ):
             raise ValueError(
                 f"stem_stride must be 1 or 2 and stage_strides five values of 1 or 2, "
                 f"got {stem_stride} and {list(strides)}"
             )
-        if resolutions is None:
-            resolutions = OFA_RESOLUTIONS if image_size == 224 else (image_size,)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.width_mult = width_mult

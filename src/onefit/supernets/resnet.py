@@ -6,7 +6,7 @@ Residual Learning for Image Recognition", CVPR 2016.
 
 Layout: a fixed deep stem (3x3 conv, a residual 3x3 conv, 3x3 conv; then 3x3 max-pool
 for large inputs), four stages of bottleneck blocks (output widths 256/512/1024/2048
-times the stage's width multiplier; ResNet-50 depths 2/2/4/2 plus up to two extra
+times the stage's width multiplier; OFA's base depths 2/2/4/2 plus up to two extra
 blocks), global pooling and a linear classifier. A stage's first block has a
 projection shortcut (average pool, then 1x1 conv + BN, as in OFA's "avgpool_conv").
 
@@ -44,13 +44,17 @@ from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_co
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Residual
 from onefit.supernets import register_supernet
-from onefit.supernets.base import Supernet, check_positive_int
+from onefit.supernets.base import (
+    Supernet,
+    check_choices,
+    check_positive_int,
+    default_resolutions,
+)
 
 BASE_DEPTHS = (2, 2, 4, 2)
 # Stage output width = BOTTLENECK_EXPANSION * base_width * 2**stage, i.e. 256..2048.
 BOTTLENECK_EXPANSION = 4
 IMAGENET_STAGE_STRIDES = (1, 2, 2, 2)
-OFA_RESOLUTIONS = (128, 144, 160, 176, 192, 208, 224)
 # Inputs smaller than this get a CIFAR-style stem: stride 1 and no max-pool.
 SMALL_INPUT = 64
 
@@ -192,14 +196,16 @@ class ResNetSupernet(Supernet):
         check_positive_int("num_classes", num_classes)
         check_positive_int("in_channels", in_channels)
         check_positive_int("base_width", base_width)
-        if any(not isinstance(d, int) or d < 1 for d in base_depths):
-            raise ValueError(f"base_depths must be positive integers, got {list(base_depths)}")
-        if not depth_extras or any(not isinstance(d, int) or d < 0 for d in depth_extras):
-            raise ValueError(f"depth_extras must be integers >= 0, got {list(depth_extras)}")
-        if not width_mults or any(not w > 0 for w in width_mults):
-            raise ValueError(f"width_mults must be positive, got {list(width_mults)}")
-        if resolutions is None:
-            resolutions = OFA_RESOLUTIONS if image_size == 224 else (image_size,)
+        base_depths = check_choices("base_depths", base_depths, integer=True, minimum=1)
+        if len(base_depths) != len(IMAGENET_STAGE_STRIDES):
+            raise ValueError(
+                f"base_depths needs one depth per stage ({len(IMAGENET_STAGE_STRIDES)}), "
+                f"got {list(base_depths)}"
+            )
+        depth_extras = check_choices("depth_extras", depth_extras, integer=True, minimum=0)
+        expand_ratios = check_choices("expand_ratios", expand_ratios, minimum=0, strict=True)
+        width_mults = check_choices("width_mults", width_mults, minimum=0, strict=True)
+        resolutions = default_resolutions(image_size, resolutions)
         small = image_size < SMALL_INPUT
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -273,7 +279,7 @@ class ResNetSupernet(Supernet):
 
     def _init_weights(self) -> None:
         for module in self.modules():
-            if isinstance(module, (nn.Conv2d, ElasticConv2d)):
+            if isinstance(module, nn.Conv2d):  # ElasticConv2d initialises itself
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         # Zero-init the last BN of each residual branch (Goyal et al., 2017) so a fresh
         # supernet starts near identity and every depth trains stably.

@@ -1,0 +1,484 @@
+"""The training loop: one supernet, one strategy, exact resume, optional data parallelism.
+
+Determinism is built in rather than bolted on: the data order of an epoch, the
+sub-networks of a step and the dropout masks of a step are all functions of the seed and
+the epoch/step number. A run resumed from a checkpoint therefore replays exactly what
+an uninterrupted run would have done, and every process of a distributed run samples
+the same sub-networks without talking to the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from onefit.data import DataSplits
+from onefit.space import ArchConfig
+from onefit.supernets import Supernet, create_supernet
+from onefit.training import distributed
+from onefit.training.bn import resize
+from onefit.training.checkpoint import load_checkpoint, save_checkpoint
+from onefit.training.config import TrainConfig
+from onefit.training.evaluate import evaluate_config
+from onefit.training.progress import TrainProgress
+from onefit.training.strategies import Strategy, SubnetTask, create_strategy
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example a non-finite loss)."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    supernet: Supernet
+    run_dir: Path
+    checkpoint: Path
+    steps: int  # optimizer steps taken in total (including before a resume)
+    total_steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per epoch
+    interrupted: str | None = None  # the signal (or "stop_after_steps") that paused it
+
+    @property
+    def finished(self) -> bool:
+        return self.steps >= self.total_steps
+
+
+def cosine_schedule(base_lr: float, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to ``base_lr``, then cosine decay to 0 at ``total_steps``."""
+
+    def lr_at(step: int) -> float:
+        if step < warmup_steps:
+            return base_lr * (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return lr_at
+
+
+def _param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only; never on norms, biases or kernel transforms
+    (decaying a transform pulls it from the identity towards zero)."""
+    decay, no_decay = [], []
+    for name, param in net.named_parameters():
+        if param.dim() > 1 and "kernel_transforms" not in name:
+            decay.append(param)
+        else:
+            no_decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _soft_cross_entropy(
+    logits: torch.Tensor, soft: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Cross-entropy against soft targets, scaled by T^2 (Hinton et al., 2015)."""
+    log_probs = F.log_softmax(logits.float() / temperature, dim=1)
+    return -(soft * log_probs).sum(dim=1).mean() * temperature**2
+
+
+class _StopFlag:
+    """Records SIGINT/SIGTERM so the loop can checkpoint and stop between two steps."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    @contextmanager
+    def installed(self) -> Iterator[_StopFlag]:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.reason = signal.Signals(signum).name
+
+        try:
+            previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: signals cannot be caught here
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+class Trainer:
+    """Trains a supernet with a strategy; see :func:`train` for the usual entry point."""
+
+    def __init__(self, config: TrainConfig, data: DataSplits | None = None) -> None:
+        from onefit.data import load_dataset
+
+        config.validate()
+        self.config = config
+        self.dist = distributed.setup(config.device)
+        self.device = self.dist.device
+        self.run_dir = Path(config.run_dir)
+        self.data = (
+            data
+            if data is not None
+            else load_dataset(config.dataset, val_fraction=config.val_fraction, seed=config.seed)
+        )
+        self.supernet_kwargs = {
+            "num_classes": self.data.num_classes,
+            "in_channels": self.data.in_channels,
+            "image_size": self.data.image_size,
+            **config.supernet_kwargs,
+        }
+        torch.manual_seed(config.seed)
+        self.net = create_supernet(config.supernet, **self.supernet_kwargs).to(self.device)
+        distributed.broadcast_parameters(self.net, self.dist)
+        self.strategy: Strategy = create_strategy(config.strategy, **config.strategy_kwargs)
+        self.steps_per_epoch = len(self.data.train) // config.batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(
+                f"batch_size {config.batch_size} is larger than the training split "
+                f"({len(self.data.train)} samples)"
+            )
+        if config.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"batch_size {config.batch_size} must divide evenly over "
+                f"{self.dist.world_size} processes"
+            )
+        self.total_steps = config.epochs * self.steps_per_epoch
+        warmup = round(config.warmup_epochs * self.steps_per_epoch)
+        self.schedule = cosine_schedule(config.lr, self.total_steps, warmup)
+        self.strategy.setup(self.net.space, self.total_steps)
+        if hasattr(self.strategy, "schedule"):
+            self.strategy.schedule = self.schedule  # DεpS follows the effective learning rate
+        self.optimizer = torch.optim.SGD(
+            _param_groups(self.net, config.weight_decay),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.momentum > 0,
+        )
+        use_amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.autocast = (
+            (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else nullcontext
+        )
+        self.step = 0
+        self.teacher: nn.Module | None = None
+        self.history: list[dict[str, Any]] = []
+        self.epoch_losses: list[float] = []  # this epoch's step losses so far
+
+    # -- checkpoints ------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "supernet": {
+                "name": self.config.supernet,
+                "kwargs": self.supernet_kwargs,
+                "space": self.net.space.to_dict(),
+            },
+            "train_config": self.config.to_dict(),
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            # The learning rate is a pure function of the step; this records which one.
+            "scheduler": {"kind": "cosine", "total_steps": self.total_steps, "step": self.step},
+            "scaler": self.scaler.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "step": self.step,
+            "history": self.history,
+            "epoch_losses": self.epoch_losses,
+        }
+
+    def save(self) -> Path:
+        if self.dist.is_main:
+            save_checkpoint(self.state(), self.checkpoint_path)
+        distributed.barrier(self.dist)
+        return self.checkpoint_path
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(
+            path,
+            supernet=self.config.supernet,
+            space=self.net.space.to_dict(),
+            map_location=self.device,
+        )
+        if state["scheduler"]["total_steps"] != self.total_steps:
+            raise ValueError(
+                f"{path}: checkpoint planned {state['scheduler']['total_steps']} steps, this run "
+                f"{self.total_steps}; resume with the same epochs, batch size and data"
+            )
+        try:
+            self.net.load_state_dict(state["model"], strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"{path}: weights do not fit this supernet: {error}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.strategy.load_state_dict(state["strategy"])
+        if state["teacher"] is not None:
+            self.teacher = self._frozen_copy()
+            self.teacher.load_state_dict(state["teacher"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        self.epoch_losses = list(state["epoch_losses"])
+
+    # -- one step ---------------------------------------------------------------------------
+    def _frozen_copy(self) -> nn.Module:
+        teacher = self.net.extract(self.net.space.largest())
+        for param in teacher.parameters():
+            param.requires_grad_(False)
+        return teacher
+
+    def _batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's share of the epoch's batches, from batch ``start`` on."""
+        order = torch.randperm(
+            len(self.data.train),
+            generator=torch.Generator().manual_seed(self.config.seed * 100_003 + epoch),
+        )
+        size = self.config.batch_size
+        for b in range(start, self.steps_per_epoch):
+            indices = order[b * size : (b + 1) * size][self.dist.rank :: self.dist.world_size]
+            yield _collate(self.data.train, indices)
+
+    def _run_task(
+        self,
+        task: SubnetTask,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        soft: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.net.set_active(task.config)
+        with self.autocast():
+            logits = self.net(resize(images, int(task.config["r"])))
+        config = self.config
+        if task.target == "labels" or soft is None:
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        elif task.target == "teacher":
+            loss = _soft_cross_entropy(logits, soft, config.temperature)
+        else:  # "both"
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            loss = loss + _soft_cross_entropy(logits, soft, config.temperature)
+        return loss, logits
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """Run the strategy's tasks for this step, accumulate gradients, step the optimizer."""
+        step = self.step
+        rng = np.random.default_rng([self.config.seed, step])
+        torch.manual_seed(self.config.seed * 1_000_003 + step)  # dropout masks follow the step
+        freeze_at = self.strategy.frozen_teacher_step
+        if freeze_at is not None and step >= freeze_at and self.teacher is None:
+            self.teacher = self._frozen_copy()
+        lr = self.schedule(step) * self.strategy.lr_scale(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        soft = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                largest_r = int(self.net.space.largest()["r"])
+                soft = F.softmax(
+                    self.teacher(resize(images, largest_r)).float() / self.config.temperature, 1
+                )
+        total = 0.0
+        bad: tuple[ArchConfig, float] | None = None
+        for task in self.strategy.tasks(step, rng):
+            loss, logits = self._run_task(task, images, labels, soft)
+            if not torch.isfinite(loss):
+                bad = (task.config, loss.item())
+                break
+            self.scaler.scale(loss * task.weight).backward()
+            total += loss.item()
+            if task.teacher:
+                soft = F.softmax(logits.detach().float() / self.config.temperature, dim=1)
+        if distributed.any_true(bad is not None, self.dist):
+            self.optimizer.zero_grad(set_to_none=True)
+            where = (
+                f" (sub-network {bad[0].to_json()}, loss {bad[1]})"
+                if bad
+                else " on another process"
+            )
+            raise TrainingError(
+                f"non-finite loss at step {step}{where}; stopped. The last good checkpoint is "
+                f"{self.checkpoint_path if self.checkpoint_path.exists() else '(none yet)'}; "
+                f"lower the learning rate (now {lr:.3g}) or check the data"
+            )
+        distributed.average_gradients(self.net, self.dist)
+        if self.config.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        distributed.average_buffers(self.net, self.dist)
+        self.step += 1
+        return total
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _eval_config(self, name: str) -> ArchConfig:
+        if name == "smallest":
+            return self.net.space.smallest()
+        if name == "largest":
+            return self.net.space.largest()
+        return self.net.space.validate(json.loads(name))
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Accuracy/loss of the configured sub-networks after BN recalibration."""
+        size = self.config.batch_size
+        calib_order = torch.arange(len(self.data.train))
+        calibration = [
+            _collate(self.data.train, calib_order[b * size : (b + 1) * size])
+            for b in range(min(self.config.bn_batches, self.steps_per_epoch))
+        ]
+        val = [
+            _collate(self.data.val, torch.arange(i, min(i + 256, len(self.data.val))))
+            for i in range(0, len(self.data.val), 256)
+        ]
+        moved = [(x.to(self.device), y.to(self.device)) for x, y in val]
+        return {
+            name: evaluate_config(
+                self.net,
+                self._eval_config(name),
+                moved,
+                calibration,
+                bn_batches=self.config.bn_batches,
+            )
+            for name in self.config.eval_configs
+        }
+
+    # -- the loop ---------------------------------------------------------------------------
+    def fit(self, *, resume: bool = True, stop_after_steps: int | None = None) -> TrainResult:
+        """Train until the budget is spent, a signal arrives, or ``stop_after_steps`` more steps."""
+        if resume and self.checkpoint_path.exists():
+            self.restore(self.checkpoint_path)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(self.resolved(), indent=2))
+        limit = (
+            self.total_steps
+            if stop_after_steps is None
+            else min(self.total_steps, self.step + stop_after_steps)
+        )
+        interrupted = None
+        progress = TrainProgress(enabled=self.config.progress and self.dist.is_main)
+        with _StopFlag().installed() as stop, progress:
+            while self.step < limit and interrupted is None:
+                epoch, offset = divmod(self.step, self.steps_per_epoch)
+                progress.start_epoch(epoch, self.config.epochs, self.steps_per_epoch, offset)
+                started = time.perf_counter()
+                for images, labels in self._batches(epoch, offset):
+                    loss = self.train_step(images.to(self.device), labels.to(self.device))
+                    self.epoch_losses.append(loss)
+                    progress.advance(loss)
+                    if distributed.any_true(stop.reason is not None, self.dist):
+                        interrupted = stop.reason or "signal on another process"
+                        break
+                    if self.step >= limit:
+                        break
+                if self.step % self.steps_per_epoch == 0 and interrupted is None:
+                    self._end_epoch(epoch, time.perf_counter() - started, progress)
+            if interrupted is None and self.step < self.total_steps:
+                interrupted = "stop_after_steps"
+            checkpoint = self.save()
+        divergence = distributed.max_divergence(self.net, self.dist)
+        if divergence != 0.0:
+            raise TrainingError(
+                f"processes disagree on the weights after step {self.step} "
+                f"(max difference {divergence:.3g}); this is a bug, please report it"
+            )
+        if self.dist.active and self.dist.is_main:
+            print(
+                f"weights identical across {self.dist.world_size} processes after step {self.step}"
+            )
+        return TrainResult(
+            supernet=self.net,
+            run_dir=self.run_dir,
+            checkpoint=checkpoint,
+            steps=self.step,
+            total_steps=self.total_steps,
+            history=list(self.history),
+            interrupted=interrupted,
+        )
+
+    def _end_epoch(self, epoch: int, seconds: float, progress: TrainProgress) -> None:
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": self.step,
+            "lr": self.schedule(self.step - 1),
+            # Mean over the epoch's steps; the sum of the step's task losses per step.
+            "train_loss": float(np.mean(self.epoch_losses)),
+            "epoch_seconds": seconds,
+        }
+        self.epoch_losses = []
+        if self.dist.is_main:
+            for name, metrics in self.evaluate().items():
+                for key, value in metrics.items():
+                    record[f"val_{name}_{key}"] = value
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            progress.log_epoch(record)
+        self.history.append(record)
+        self.save()
+
+    def resolved(self) -> dict[str, Any]:
+        """The full resolved configuration of this run (what ``onefit train`` prints)."""
+        return {
+            **self.config.to_dict(),
+            "supernet_kwargs": self.supernet_kwargs,
+            "strategy_settings": self.strategy.describe(),
+            "data": self.data.describe(),
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "world_size": self.dist.world_size,
+            "device": str(self.device),
+        }
+
+
+def _collate(dataset: Any, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    items = [dataset[int(i)] for i in indices]
+    images = torch.stack([x for x, _ in items])
+    labels = torch.as_tensor([int(y) for _, y in items], dtype=torch.long)
+    return images, labels
+
+
+def train(
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    *,
+    resume: bool = True,
+    stop_after_steps: int | None = None,
+    data: DataSplits | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train a supernet once. Resumes from ``run_dir``'s checkpoint when there is one.
+
+    ``config`` is a :class:`TrainConfig` or a mapping of its fields; keyword overrides
+    win. ``data`` passes in-memory splits (``onefit.data.from_tensors``) instead of
+    ``config.dataset``. ``stop_after_steps`` pauses after that many steps with a
+    checkpoint; calling ``train`` again with the same settings continues exactly.
+
+    Example:
+        >>> import tempfile, onefit
+        >>> small = {"width_mult": 0.5, "depths": [1, 2], "expand_ratios": [2, 3]}
+        >>> result = onefit.train(epochs=1, batch_size=128, run_dir=tempfile.mkdtemp(),
+        ...                       supernet_kwargs=small, progress=False, bn_batches=2)
+        >>> result.finished, sorted(result.history[0])[:2]
+        (True, ['epoch', 'epoch_seconds'])
+    """
+    if isinstance(config, TrainConfig):
+        resolved = config.replace(**overrides) if overrides else config
+    else:
+        resolved = TrainConfig.from_dict({**dict(config or {}), **overrides})
+    return Trainer(resolved, data).fit(resume=resume, stop_after_steps=stop_after_steps)
