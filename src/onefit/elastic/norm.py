@@ -67,15 +67,16 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, factor, self.eps)
 
     def _inference_slices(self, channels: int) -> tuple[torch.Tensor | None, ...]:
-        """Channel views for frozen evaluation, kept while the same tensors are in place.
+        """Channel views for frozen evaluation (see ``Supernet.frozen``).
 
-        Views follow in-place updates of what they view; a replaced or moved tensor
-        changes the key (identity and storage address of each of the four).
+        Views follow in-place updates of what they view. Replacing a tensor inside
+        ``frozen()`` breaks its contract; a move with ``.to()`` is still caught, since
+        all four tensors move with ``running_mean``.
         """
-        tensors = (self.running_mean, self.running_var, self.weight, self.bias)
-        key = (channels, *((id(t), None if t is None else t.data_ptr()) for t in tensors))
+        key = (channels, self._buffers["running_mean"].data_ptr())  # type: ignore[union-attr]
         cache = self._slice_cache
         if cache is None or cache[0] != key:
+            tensors = (self.running_mean, self.running_var, self.weight, self.bias)
             cache = self._slice_cache = (key, _prefix(channels, *tensors))
         return cache[1]
 
