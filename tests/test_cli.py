@@ -54,6 +54,7 @@ def test_list_and_version() -> None:
     result = CliRunner().invoke(cli, ["list"])
     assert result.exit_code == 0
     assert "mobilenetv3" in result.output and "resnet" in result.output
+    assert "sandwich" in result.output and "digits" in result.output
     assert onefit.__version__ in CliRunner().invoke(cli, ["--version"]).output
 
 

@@ -200,8 +200,9 @@ def test_two_process_data_parallel_training(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-            "--master_port", "29517", "-m", "onefit", "train", "--epochs", "3",
+            # --standalone: a private rendezvous on a free port.
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            "2", "-m", "onefit", "train", "--epochs", "3",
             "--run-dir", str(run), "--batch-size", "64",
             f"--set=supernet_kwargs={SMALL_SPACE_JSON}", "--set", "progress=false",
             "--set", "bn_batches=2",
@@ -216,3 +217,46 @@ def test_two_process_data_parallel_training(tmp_path: Path) -> None:
     ]
     assert losses[-1] < losses[0]
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
+
+
+def test_config_file_and_tensorboard(tmp_path: Path) -> None:
+    pytest.importorskip("torch.utils.tensorboard")  # installed by the test extra
+    config = tmp_path / "run.toml"
+    run = tmp_path / "run"
+    config.write_text(
+        "[train]\nepochs = 1\nbatch_size = 128\nprogress = false\nbn_batches = 2\n"
+        f'run_dir = "{run}"\nsupernet_kwargs = {SMALL_SPACE_JSON.replace(":", "=")}\n'
+    )
+    done = subprocess.run(
+        _cli("train", "--config", str(config), "--lr", "0.2"), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["lr"] == 0.2 and resolved["epochs"] == 1  # the flag overrides the file
+    assert resolved["supernet_kwargs"]["depths"] == [1, 2]
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_elastic_resolution_trains_each_sub_network_at_its_own_size(digits, tmp_path: Path) -> None:
+    settings = TrainConfig.from_dict(
+        {
+            **FAST,
+            "epochs": 1,
+            "run_dir": str(tmp_path),
+            "supernet_kwargs": {**SMALL_SPACE, "resolutions": [6, 8]},
+        }
+    )
+    trainer = Trainer(settings, digits)
+    seen: list[int] = []
+    forward = trainer.net.forward
+
+    def recording_forward(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[-1])
+        assert x.shape[-1] == trainer.net.active_config["r"]
+        return forward(x)
+
+    trainer.net.forward = recording_forward  # type: ignore[method-assign]
+    images, labels = next(trainer._batches(0, 0))
+    for _ in range(6):
+        trainer.train_step(images, labels)
+    assert set(seen) == {6, 8}  # largest at 8, smallest at 6, random ones either

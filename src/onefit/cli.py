@@ -67,7 +67,7 @@ def cli() -> None:
 
 @cli.command("list")
 def list_command() -> None:
-    """List the registered supernet families and their search spaces."""
+    """List the registered supernet families, training strategies and datasets."""
     table = Table(title="supernets")
     for column in ("name", "dimensions", "configs (raw)", "largest MMACs @224"):
         table.add_column(column)
@@ -80,6 +80,8 @@ def list_command() -> None:
             f"{net.macs(net.space.largest()) / 1e6:.0f}",
         )
     console.print(table)
+    console.print("training strategies: " + ", ".join(onefit.list_strategies()))
+    console.print("datasets and formats: " + ", ".join(onefit.list_datasets()))
 
 
 def _describe(net: Supernet, config: onefit.ArchConfig) -> str:

@@ -46,6 +46,7 @@ class TrainConfig:
     amp: bool = True  # automatic mixed precision (used on CUDA only)
     run_dir: str = "runs/default"
     progress: bool = True  # progress bars (rank 0 only)
+    tensorboard: bool = True  # also log epoch metrics to RUN_DIR/tensorboard when installed
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:

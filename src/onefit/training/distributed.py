@@ -77,16 +77,8 @@ def average_gradients(module: nn.Module, ctx: DistContext) -> None:
 
     Every process ran the same sub-networks, so the same parameters have gradients.
     """
-    if not ctx.active:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = _flatten_dense_tensors(grads)
-    dist.all_reduce(flat)
-    flat.div_(ctx.world_size)
-    for grad, averaged in zip(grads, _unflatten_dense_tensors(flat, grads)):
-        grad.copy_(averaged)
+    if ctx.active:
+        _average_in_place([p.grad for p in module.parameters() if p.grad is not None], ctx)
 
 
 @torch.no_grad()
@@ -97,16 +89,19 @@ def average_buffers(module: nn.Module, ctx: DistContext) -> None:
     apart; averaging them after every step keeps one model (DDP instead broadcasts rank
     0's, which discards the other shards' statistics).
     """
-    if not ctx.active:
+    if ctx.active:
+        _average_in_place([b for b in module.buffers() if b.is_floating_point()], ctx)
+
+
+def _average_in_place(tensors: list[torch.Tensor], ctx: DistContext) -> None:
+    """Replace each tensor by its mean over processes, with one flat all-reduce."""
+    if not tensors:
         return
-    buffers = [b for b in module.buffers() if b.is_floating_point()]
-    if not buffers:
-        return
-    flat = _flatten_dense_tensors(buffers)
+    flat = _flatten_dense_tensors(tensors)
     dist.all_reduce(flat)
     flat.div_(ctx.world_size)
-    for buffer, averaged in zip(buffers, _unflatten_dense_tensors(flat, buffers)):
-        buffer.copy_(averaged)
+    for tensor, averaged in zip(tensors, _unflatten_dense_tensors(flat, tensors)):
+        tensor.copy_(averaged)
 
 
 def any_true(flag: bool, ctx: DistContext) -> bool:

@@ -176,6 +176,9 @@ class Trainer:
         self.teacher: nn.Module | None = None
         self.history: list[dict[str, Any]] = []
         self.epoch_losses: list[float] = []  # this epoch's step losses so far
+        self.tensorboard = (
+            _tensorboard_writer(self.run_dir) if config.tensorboard and self.dist.is_main else None
+        )
 
     # -- checkpoints ------------------------------------------------------------------------
     @property
@@ -429,6 +432,11 @@ class Trainer:
                     record[f"val_{name}_{key}"] = value
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.tensorboard is not None:
+                for key, value in record.items():
+                    if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                        self.tensorboard.add_scalar(key, value, self.step)
+                self.tensorboard.flush()
             progress.log_epoch(record)
         self.history.append(record)
         self.save()
@@ -445,6 +453,15 @@ class Trainer:
             "world_size": self.dist.world_size,
             "device": str(self.device),
         }
+
+
+def _tensorboard_writer(run_dir: Path) -> Any:
+    """A SummaryWriter in ``run_dir/tensorboard``, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: pip install tensorboard (or onefit[tensorboard])
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def _collate(dataset: Any, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
