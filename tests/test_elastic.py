@@ -69,6 +69,8 @@ def test_depthwise_conv_follows_input_width_and_rejects_bad_kernels() -> None:
         conv(torch.randn(1, 20, 7, 7), kernel_size=7)
     with pytest.raises(ValueError, match="odd"):
         ElasticConv2d(4, 4, (2, 4))
+    with pytest.raises(ValueError, match="holds 32 input channels, got 33"):
+        conv(torch.randn(1, 33, 7, 7))
 
 
 def test_batch_norm_updates_only_its_active_prefix() -> None:

@@ -138,6 +138,10 @@ class ElasticConv2d(nn.Module):
         self, x: torch.Tensor, out_channels: int | None = None, kernel_size: int | None = None
     ) -> torch.Tensor:
         in_channels = x.shape[1]
+        if in_channels > self.in_channels:
+            raise ValueError(
+                f"ElasticConv2d holds {self.in_channels} input channels, got {in_channels}"
+            )
         k = kernel_size or self.kernel_sizes[-1]
         if self.depthwise:
             weight, bias = self.active_weight(in_channels, in_channels, k)
