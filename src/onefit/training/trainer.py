@@ -37,6 +37,7 @@ from onefit.training.progress import TrainProgress
 from onefit.training.strategies import Strategy, SubnetTask, create_strategy
 
 CHECKPOINT = "checkpoints/last.pt"
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class TrainingError(RuntimeError):
@@ -176,6 +177,7 @@ class Trainer:
         self.teacher: nn.Module | None = None
         self.history: list[dict[str, Any]] = []
         self.epoch_losses: list[float] = []  # this epoch's step losses so far
+        self._eval_cache: tuple[list[Batch], list[Batch]] | None = None
         self.tensorboard = (
             _tensorboard_writer(self.run_dir) if config.tensorboard and self.dist.is_main else None
         )
@@ -292,9 +294,10 @@ class Trainer:
         soft = None
         if self.teacher is not None:
             with torch.no_grad():
-                largest_r = int(self.net.space.largest()["r"])
                 soft = F.softmax(
-                    self.teacher(resize(images, largest_r)).float() / self.config.temperature, 1
+                    self.teacher(resize(images, max(self.net.resolutions))).float()
+                    / self.config.temperature,
+                    1,
                 )
         total = 0.0
         bad: tuple[ArchConfig, float] | None = None
@@ -338,24 +341,32 @@ class Trainer:
             return self.net.space.largest()
         return self.net.space.validate(json.loads(name))
 
+    def _eval_batches(self) -> tuple[list[Batch], list[Batch]]:
+        """Calibration and validation batches: the same every epoch, so built once."""
+        if self._eval_cache is None:
+            size = self.config.batch_size
+            calibration = [
+                _collate(self.data.train, torch.arange(b * size, (b + 1) * size))
+                for b in range(min(self.config.bn_batches, self.steps_per_epoch))
+            ]
+            val = [
+                _collate(self.data.val, torch.arange(i, min(i + 256, len(self.data.val))))
+                for i in range(0, len(self.data.val), 256)
+            ]
+            self._eval_cache = (
+                calibration,
+                [(x.to(self.device), y.to(self.device)) for x, y in val],
+            )
+        return self._eval_cache
+
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Accuracy/loss of the configured sub-networks after BN recalibration."""
-        size = self.config.batch_size
-        calib_order = torch.arange(len(self.data.train))
-        calibration = [
-            _collate(self.data.train, calib_order[b * size : (b + 1) * size])
-            for b in range(min(self.config.bn_batches, self.steps_per_epoch))
-        ]
-        val = [
-            _collate(self.data.val, torch.arange(i, min(i + 256, len(self.data.val))))
-            for i in range(0, len(self.data.val), 256)
-        ]
-        moved = [(x.to(self.device), y.to(self.device)) for x, y in val]
+        calibration, val = self._eval_batches()
         return {
             name: evaluate_config(
                 self.net,
                 self._eval_config(name),
-                moved,
+                val,
                 calibration,
                 bn_batches=self.config.bn_batches,
             )
