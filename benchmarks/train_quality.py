@@ -166,7 +166,12 @@ def step_overhead(data: DataSplits, rounds: int) -> dict[str, float]:
 
 
 def run(
-    data: DataSplits, epochs: int, strategies: list[str], batch_size: int, lr: float
+    data: DataSplits,
+    epochs: int,
+    strategies: list[str],
+    batch_size: int,
+    lr: float,
+    strategy_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     val = batches(data, "val", 500)
     calibration = batches(data, "train", batch_size)
@@ -174,12 +179,20 @@ def run(
         supernet_kwargs=SUPERNET, epochs=epochs, batch_size=batch_size, lr=lr, progress=True,
         bn_batches=10, seed=0,
     )  # fmt: skip
-    results: dict[str, Any] = {"data": data.describe(), "epochs": epochs, "strategies": {}}
+    results: dict[str, Any] = {
+        "data": data.describe(),
+        "epochs": epochs,
+        "strategy_kwargs": strategy_kwargs or {},
+        "strategies": {},
+    }
     alone: dict[str, float] = {}
     largest_alone_macs = 0
     for strategy in strategies:
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer = Trainer(base.replace(strategy=strategy, run_dir=run_dir), data)
+            config = base.replace(
+                strategy=strategy, strategy_kwargs=strategy_kwargs or {}, run_dir=run_dir
+            )
+            trainer = Trainer(config, data)
             start = time.perf_counter()
             trainer.fit(resume=False)
             wall = time.perf_counter() - start
@@ -219,12 +232,24 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--strategies", default=",".join(onefit.list_strategies()))
+    parser.add_argument(
+        "--strategy-kwargs",
+        default="{}",
+        help="JSON options for the strategies, e.g. '{\"num_random\": 4}'",
+    )
     parser.add_argument("--overhead-rounds", type=int, default=20)
     parser.add_argument("--data", help="dataset name or folder (default: shared MNIST)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     data = load_data(args.data)
-    results = run(data, args.epochs, args.strategies.split(","), args.batch_size, args.lr)
+    results = run(
+        data,
+        args.epochs,
+        args.strategies.split(","),
+        args.batch_size,
+        args.lr,
+        json.loads(args.strategy_kwargs),
+    )
     results["step_overhead"] = step_overhead(data, args.overhead_rounds)
     results["machine"] = {
         "platform": platform.platform(),

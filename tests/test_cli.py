@@ -40,6 +40,9 @@ def test_demo_passes_constructor_options() -> None:
         (["demo", "--image-size", "big"], "'big' is not a valid integer"),
         (["demo", "--no-such-flag"], "No such option"),
         (["nosuchcommand"], "No such command"),
+        (["profile", "--runtime", "tvm"], "unknown runtime 'tvm'; registered: compile, eager"),
+        (["profile", "--repeats", "0"], "repeats must be an integer >= 1, got 0"),
+        (["profile", "--device", "tpu"], "cannot run on 'tpu' here; available devices"),
     ],
 )
 def test_usage_errors_exit_2_with_one_clear_line(args: list[str], message: str) -> None:
@@ -63,3 +66,16 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "onefit", "--help"], capture_output=True, text=True, check=True
     )
     assert "demo" in done.stdout and "list" in done.stdout
+
+
+def test_profile_builds_saves_and_checks_a_latency_table(tmp_path) -> None:
+    out = tmp_path / "lut.json"
+    args = ["profile", "--image-size", "16", "--num-classes", "10", "--threads", "1",
+            "-o", "depths=[1,2]", "-o", "kernel_sizes=[3,5]", "-o", "expand_ratios=[3]",
+            "--warmup", "1", "--repeats", "3", "--check", "2", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    table = onefit.metrics.LatencyTable.load(out)
+    assert f"{len(table.entries)} units measured" in result.output
+    assert "MAPE" in result.output and "Kendall tau" in result.output
+    assert table.supernet is not None and table.supernet["kwargs"]["depths"] == [1, 2]

@@ -7,6 +7,7 @@ Example:
     $ onefit list
     $ onefit demo --supernet resnet --image-size 32 --samples 5
     $ onefit train --strategy sandwich --epochs 5 --run-dir runs/digits
+    $ onefit profile --runtime onnxruntime --threads 1 --out lut.json
 """
 
 from __future__ import annotations
@@ -273,6 +274,93 @@ def train(
     last = result.history[-1] if result.history else {}
     summary = ", ".join(f"{k[4:]} {v:.4f}" for k, v in last.items() if k.startswith("val_"))
     console.print(f"done: {result.steps} steps; {summary}; checkpoint {result.checkpoint}")
+
+
+@cli.command()
+@click.option("--supernet", "name", default="mobilenetv3", show_default=True, help="Family.")
+@click.option("--image-size", default=224, show_default=True, help="Input side in pixels.")
+@click.option("--in-channels", default=3, show_default=True, help="Input image channels.")
+@click.option("--num-classes", default=1000, show_default=True, help="Classifier outputs.")
+@click.option(
+    "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+    help="Extra supernet constructor argument (value parsed as JSON); repeatable.",
+)  # fmt: skip
+@click.option("--runtime", default="eager", show_default=True, help="eager, onnxruntime, compile.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--threads", type=int, help="Intra-op threads (default: torch's).")
+@click.option("--batch-size", default=1, show_default=True)
+@click.option("--warmup", default=10, show_default=True, help="Untimed runs per unit.")
+@click.option("--repeats", default=30, show_default=True, help="Timed runs per unit.")
+@click.option("--check", default=5, show_default=True, help="Random configs to measure whole.")
+@click.option("--out", default="latency_table.json", show_default=True, help="Table file (JSON).")
+def profile(
+    name: str,
+    image_size: int,
+    in_channels: int,
+    num_classes: int,
+    options: tuple[str, ...],
+    runtime: str,
+    device: str,
+    threads: int | None,
+    batch_size: int,
+    warmup: int,
+    repeats: int,
+    check: int,
+    out: str,
+) -> None:
+    """Build a latency lookup table of a supernet on this device and save it as JSON.
+
+    Measures every distinct unit (stem, block configuration, head) once on the runtime;
+    a config's predicted latency is the sum of its units. Then measures the smallest,
+    the largest and CHECK random sub-networks whole and prints predicted vs measured.
+    """
+    from onefit.metrics import RuntimeUnavailableError, build_latency_table, measure_latency
+    from onefit.predictors import prediction_metrics
+
+    if check < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--check")
+    try:
+        net = onefit.create_supernet(
+            name,
+            image_size=image_size,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            **_parse_options(options),
+        ).eval()
+        settings = dict(runtime=runtime, device=device, batch_size=batch_size, threads=threads,
+                        warmup=warmup, repeats=repeats)  # fmt: skip
+        table = build_latency_table(net, **settings)  # type: ignore[arg-type]
+    except (ValueError, TypeError, RuntimeUnavailableError) as error:
+        raise click.UsageError(str(error)) from None
+    table.save(out)
+    console.print(
+        f"{len(table.entries)} units measured in {table.settings['profiling_seconds']:.1f} s "
+        f"on {table.profile.name} ({table.profile.device_name}); saved {out}"
+    )
+    space = net.space
+    configs = [space.smallest(), *space.sample_many(check, seed=0), space.largest()]
+    results = Table(title="predicted (sum of units) vs measured whole, ms")
+    for column in ("config", "MMACs", "predicted", "measured (IQR)", "error"):
+        results.add_column(column, justify="right")
+    predicted, measured = [], []
+    for config in track(configs, description="checking", console=console, transient=True):
+        model = net.extract(config)
+        result = measure_latency(model, net.input_shape(config), profile=table.profile,
+                                 **settings)  # type: ignore[arg-type]  # fmt: skip
+        predicted.append(table.predict(config))
+        measured.append(result.median_ms)
+        results.add_row(
+            _describe(net, config),
+            f"{net.macs(config) / 1e6:.1f}",
+            f"{predicted[-1]:.2f}",
+            f"{result.median_ms:.2f} ({result.iqr_ms:.2f})",
+            f"{100 * (predicted[-1] / result.median_ms - 1):+.1f}%",
+        )
+    console.print(results)
+    scores = prediction_metrics(measured, predicted)
+    console.print(
+        f"table vs measured: MAPE {scores['mape']:.1f}%, Kendall tau {scores['kendall_tau']:.2f}"
+    )
 
 
 def main() -> None:

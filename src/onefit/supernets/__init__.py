@@ -22,7 +22,10 @@ register_supernet = SUPERNETS.register
 
 def create_supernet(name: str, **kwargs: Any) -> Supernet:
     """Build the supernet family registered as ``name`` (see :func:`list_supernets`)."""
-    return SUPERNETS.create(name, **kwargs)
+    net = SUPERNETS.create(name, **kwargs)
+    # Remembered so that tables and checkpoints can rebuild the same family later.
+    net.spec = {"name": name, "kwargs": dict(kwargs)}
+    return net
 
 
 def list_supernets() -> list[str]:

@@ -10,6 +10,7 @@ building anything. A family implements four hooks: ``_activate``, ``_forward``,
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ class Supernet(nn.Module, ABC):
     """
 
     space: SearchSpace
+    # {"name", "kwargs"} when built by create_supernet: enough to rebuild the family.
+    spec: dict[str, Any] | None = None
     in_channels: int
     num_classes: int
     _active: ArchConfig
@@ -153,6 +156,47 @@ class Supernet(nn.Module, ABC):
             sort = getattr(module, "sort_channels", None)
             if module is not self and callable(sort):
                 sort()
+
+    # -- latency lookup tables ----------------------------------------------------------------
+    def units(self, config: Mapping[str, Any]) -> list[str]:
+        """One key per top-level layer of ``extract(config)``, in order.
+
+        Equal keys mean layers of identical structure run on inputs of identical shape,
+        so one latency measurement serves them all (see :mod:`onefit.metrics.lut`). This
+        generic version extracts the sub-network and runs one zero image through it, so
+        it is slow; families override it with an analytic version (microseconds).
+        """
+        model = self.extract(config)
+        x = torch.zeros(1, *self.input_shape(config), device=next(self.parameters()).device)
+        keys = []
+        with torch.no_grad():
+            for layer in model.children():
+                keys.append(f"{layer!r}|{tuple(x.shape[1:])}")
+                x = layer(x)
+        return keys
+
+    def profiling_configs(self) -> list[ArchConfig]:
+        """Configs whose units together cover every unit of every config.
+
+        The default takes, for every resolution, the cartesian product over dimension
+        groups (the name before the first ``.``) of "all dimensions of the group at the
+        same choice index". That covers every unit when a unit depends on one choice per
+        group (true of Once-for-All's MobileNetV3); families whose units depend on two
+        choices of one group (ResNet's stage widths) override it.
+        """
+        groups: dict[str, list[str]] = {}
+        for name in self.space.names:
+            groups.setdefault(name.split(".")[0], []).append(name)
+        ranges = [range(max(len(self.space[n]) for n in names)) for names in groups.values()]
+        configs = []
+        for indices in itertools.product(*ranges):
+            choice = {}
+            for names, index in zip(groups.values(), indices):
+                for n in names:
+                    choices = self.space[n].choices
+                    choice[n] = choices[min(index, len(choices) - 1)]
+            configs.append(self.space.validate(choice))
+        return list(dict.fromkeys(configs))
 
     # -- what a family implements -----------------------------------------------------------
     @abstractmethod

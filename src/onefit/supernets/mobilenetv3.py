@@ -361,6 +361,19 @@ class MobileNetV3Supernet(Supernet):
             copy.deepcopy(self.head),
         )
 
+    def units(self, config: Mapping[str, Any]) -> list[str]:
+        config = self.space.validate(config)
+        size = conv_output_size(int(config["r"]), self.stem_stride)
+        keys = [f"stem|r{config['r']}", f"first_block|{size}"]
+        stage_of = {id(b): s for s, stage in enumerate(self.blocks_by_stage) for b in stage}
+        for block, kernel_size, expand_ratio in self._blocks(config):
+            keys.append(
+                f"mbconv|stage{stage_of[id(block)]}|{block.in_channels}>{block.out_channels}"
+                f"|k{kernel_size}|h{block.hidden_channels(expand_ratio)}|s{block.stride}|{size}"
+            )
+            size = conv_output_size(size, block.stride)
+        return [*keys, f"head|{size}"]
+
     def cost(self, config: Mapping[str, Any]) -> Cost:
         config = self.space.validate(config)
         stem_width = self._widths[0]

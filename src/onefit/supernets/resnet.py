@@ -24,6 +24,7 @@ offset(s) + max_depth(s) - 1``); choices of blocks beyond a stage's depth are ig
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -325,6 +326,45 @@ class ResNetSupernet(Supernet):
             copy.deepcopy(self.dropout),
             self.classifier.to_static(last_width),
         )
+
+    def units(self, config: Mapping[str, Any]) -> list[str]:
+        config = self.space.validate(config)
+        size = conv_output_size(int(config["r"]), self.stem_stride)
+        if self.uses_maxpool:
+            size = conv_output_size(size, 2)
+        keys = [f"stem|r{config['r']}"]
+        for block, in_width, out_width, expand_ratio in self._blocks(config):
+            keys.append(
+                f"bottleneck|{in_width}>{out_width}"
+                f"|h{block.hidden_channels(out_width, expand_ratio)}"
+                f"|s{block.stride}|p{int(block.projection)}|{size}"
+            )
+            size = conv_output_size(size, block.stride)
+        width = self._blocks(config)[-1][2]
+        return [
+            *keys,
+            f"pool|{width}|{size}",
+            f"flatten|{width}",
+            f"dropout|{width}",
+            f"fc|{width}",
+        ]
+
+    def profiling_configs(self) -> list[ArchConfig]:
+        # A stage's first block depends on its own and the previous stage's width, so
+        # every combination of stage widths is needed (with uniform expand ratios).
+        configs = []
+        stages = range(len(self.blocks_by_stage))
+        widths = [self.space[f"w.{s}"].choices for s in stages]
+        expands = self.space["e.0"].choices
+        for r, e, w in itertools.product(
+            self.space["r"].choices, expands, itertools.product(*widths)
+        ):
+            choice: dict[str, Any] = {n: self.space[n].choices[-1] for n in self.space.names}
+            choice.update({n: e for n in self.space.names if n.startswith("e.")})
+            choice.update({f"w.{s}": w[s] for s in stages})
+            choice["r"] = r
+            configs.append(self.space.validate(choice))
+        return configs
 
     def cost(self, config: Mapping[str, Any]) -> Cost:
         config = self.space.validate(config)

@@ -1,0 +1,210 @@
+"""Latency lookup tables, Once-for-All style, built on the user's own device.
+
+A sub-network is a chain of units (stem, blocks, head; see ``Supernet.units``). Many
+configs share units, and a supernet has far fewer distinct units than sub-networks, so
+each distinct unit is measured once and a config's latency is predicted as the sum of
+its units' medians. Once-for-All shipped such tables for its own devices but never the
+builder; :func:`build_latency_table` is that builder.
+
+Example:
+    >>> import onefit
+    >>> net = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=8,
+    ...                              kernel_sizes=(3,), expand_ratios=(3,), depths=(1,))
+    >>> table = build_latency_table(net, runtime="eager", warmup=1, repeats=3, progress=False)
+    >>> config = net.space.largest()
+    >>> keys = net.units(config)
+    >>> total = sum(table.entries[key]["median_ms"] for key in keys)
+    >>> table.predict(config) == total - (len(keys) - 1) * table.call_overhead_ms
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from rich.progress import track
+from torch import nn
+
+from onefit.metrics.device import DeviceProfile
+from onefit.metrics.latency import check_timing_settings, measure_latency
+from onefit.metrics.runtimes import get_runtime
+
+if TYPE_CHECKING:  # onefit.supernets imports onefit.metrics: import it lazily at run time
+    from onefit.supernets import Supernet
+
+FORMAT = "onefit-latency-table/1"
+
+
+class LatencyTableError(ValueError):
+    """A latency table file is missing, corrupt, or does not fit the supernet asked of it."""
+
+
+@dataclass
+class LatencyTable:
+    """Measured latency (ms) of every distinct unit of a supernet, on one device profile."""
+
+    supernet: dict[str, Any] | None  # {"name": ..., "kwargs": ...} as given to create_supernet
+    profile: DeviceProfile
+    entries: dict[str, dict[str, float]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    net: Supernet | None = field(default=None, repr=False, compare=False)
+
+    def _supernet(self) -> Supernet:
+        if self.net is None:
+            if self.supernet is None:
+                raise LatencyTableError(
+                    "this table was built for a supernet not made by create_supernet; "
+                    "pass it: LatencyTable.load(path, net=your_supernet)"
+                )
+            from onefit.supernets import create_supernet
+
+            # Only the structure is needed to name units: no memory for weights.
+            with torch.device("meta"):
+                self.net = create_supernet(self.supernet["name"], **self.supernet["kwargs"])
+        return self.net
+
+    def breakdown(self, config: Mapping[str, Any]) -> list[tuple[str, float]]:
+        """(unit key, median ms) for each unit of ``config``, in order."""
+        keys = self._supernet().units(config)
+        missing = [k for k in keys if k not in self.entries]
+        if missing:
+            raise LatencyTableError(
+                f"{len(missing)} unit(s) of this config are not in the table (first: "
+                f"{missing[0]!r}); rebuild it with build_latency_table for this supernet"
+            )
+        return [(k, self.entries[k]["median_ms"]) for k in keys]
+
+    @property
+    def call_overhead_ms(self) -> float:
+        """Median time of running a no-op model on the runtime (paid once per call)."""
+        return float(self.settings.get("call_overhead_ms", 0.0))
+
+    def predict(self, config: Mapping[str, Any]) -> float:
+        """Predicted latency (ms) of ``config``.
+
+        The sum of its units' medians, less the per-call overhead that each unit's
+        measurement included but a whole model pays only once.
+        """
+        units = self.breakdown(config)
+        return float(sum(ms for _, ms in units) - (len(units) - 1) * self.call_overhead_ms)
+
+    def predict_many(self, configs: Iterable[Mapping[str, Any]]) -> np.ndarray:
+        return np.array([self.predict(c) for c in configs], dtype=float)
+
+    # -- files ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "supernet": self.supernet,
+            "profile": self.profile.to_dict(),
+            "settings": self.settings,
+            "entries": self.entries,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the table as JSON (atomically: temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, net: Supernet | None = None) -> LatencyTable:
+        """Read a table written by :meth:`save`; errors name the file and what is wrong."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LatencyTableError(f"no latency table at {path}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise LatencyTableError(
+                f"{path} is not a latency table (expected JSON written by onefit profile): {error}"
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise LatencyTableError(f"{path} is not a latency table (format {FORMAT!r} expected)")
+        try:
+            entries = {
+                str(k): {"median_ms": float(v["median_ms"]), "iqr_ms": float(v["iqr_ms"])}
+                for k, v in data["entries"].items()
+            }
+            profile = DeviceProfile.from_dict(data["profile"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise LatencyTableError(f"{path}: corrupt latency table ({error!r})") from None
+        return cls(data.get("supernet"), profile, entries, data.get("settings", {}), net)
+
+
+def collect_units(net: Supernet) -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    """Every distinct unit of ``net`` as (static module, one sample's input shape).
+
+    Walks ``net.profiling_configs()``; a config is extracted only if it has a unit not
+    seen before.
+    """
+    units: dict[str, tuple[nn.Module, tuple[int, ...]]] = {}
+    for config in net.profiling_configs():
+        keys = net.units(config)
+        if all(k in units for k in keys):
+            continue
+        layers = list(net.extract(config).children())
+        if len(layers) != len(keys):
+            raise RuntimeError(
+                f"{type(net).__name__}.units() gave {len(keys)} keys for a model with "
+                f"{len(layers)} top-level layers; they must correspond one to one"
+            )
+        x = torch.zeros(1, *net.input_shape(config), device=next(net.parameters()).device)
+        with torch.no_grad():
+            for key, layer in zip(keys, layers):
+                if key not in units:
+                    units[key] = (layer, tuple(x.shape[1:]))
+                x = layer(x)
+    return units
+
+
+def build_latency_table(
+    net: Supernet,
+    *,
+    runtime: str = "eager",
+    device: str = "cpu",
+    batch_size: int = 1,
+    threads: int | None = None,
+    warmup: int = 10,
+    repeats: int = 30,
+    progress: bool = True,
+) -> LatencyTable:
+    """Measure each distinct unit of ``net`` once on ``runtime`` and return the table.
+
+    ``net`` may be the trained supernet or a freshly built one of the same family and
+    arguments: latency depends on shapes, not weight values.
+    """
+    threads = torch.get_num_threads() if threads is None else threads
+    check_timing_settings(warmup, repeats, batch_size, threads)
+    get_runtime(runtime).check(device)
+    profile = DeviceProfile.detect(
+        runtime=runtime, device=device, threads=threads, batch_size=batch_size
+    )
+    timing = dict(runtime=runtime, device=device, batch_size=batch_size, threads=threads,
+                  warmup=warmup, repeats=repeats, profile=profile)  # fmt: skip
+    started = time.perf_counter()
+    units = collect_units(net)
+    entries = {}
+    items = list(units.items())
+    for key, (layer, shape) in track(
+        items, description=f"profiling {len(items)} units", disable=not progress
+    ):
+        result = measure_latency(layer, shape, **timing)  # type: ignore[arg-type]
+        entries[key] = {"median_ms": result.median_ms, "iqr_ms": result.iqr_ms}
+    overhead = measure_latency(nn.Identity(), net.input_shape(), **timing)  # type: ignore[arg-type]
+    settings = {
+        "call_overhead_ms": overhead.median_ms,
+        "warmup": warmup,
+        "repeats": repeats,
+        "units": len(entries),
+        "profiling_seconds": time.perf_counter() - started,
+    }
+    return LatencyTable(getattr(net, "spec", None), profile, entries, settings, net)

@@ -1,0 +1,51 @@
+"""Runtimes that latency is measured on, as a registry.
+
+Example:
+    >>> from onefit.metrics.runtimes import get_runtime, list_runtimes
+    >>> "eager" in list_runtimes() and "onnxruntime" in list_runtimes()
+    True
+    >>> get_runtime("eager").devices()[0]
+    'cpu'
+"""
+
+from __future__ import annotations
+
+from onefit.metrics.runtimes.base import Runtime, RuntimeUnavailableError
+from onefit.metrics.runtimes.compiled import CompiledRuntime
+from onefit.metrics.runtimes.eager import EagerRuntime
+from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
+from onefit.registry import Registry
+
+RUNTIMES: Registry[Runtime] = Registry("runtime")
+RUNTIMES.register("eager")(EagerRuntime)
+RUNTIMES.register("onnxruntime")(OnnxRuntime)
+RUNTIMES.register("compile")(CompiledRuntime)
+
+
+def list_runtimes() -> list[str]:
+    """Names of the registered runtimes (installed or not)."""
+    return RUNTIMES.names()
+
+
+def get_runtime(name: str) -> Runtime:
+    """The runtime registered as ``name``; an unknown name lists the known ones."""
+    if name not in RUNTIMES:
+        available = [n for n in RUNTIMES.names() if RUNTIMES.create(n).available()]
+        raise RuntimeUnavailableError(
+            f"unknown runtime {name!r}; registered: {', '.join(RUNTIMES.names())}; "
+            f"installed here: {', '.join(available) or '(none)'}"
+        )
+    return RUNTIMES.create(name)
+
+
+__all__ = [
+    "RUNTIMES",
+    "CompiledRuntime",
+    "EagerRuntime",
+    "OnnxRuntime",
+    "Runtime",
+    "RuntimeUnavailableError",
+    "export_onnx",
+    "get_runtime",
+    "list_runtimes",
+]

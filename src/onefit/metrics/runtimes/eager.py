@@ -1,0 +1,33 @@
+"""PyTorch eager mode: the model as it is, under ``torch.inference_mode``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from onefit.metrics.runtimes.base import Runtime, torch_devices
+
+
+class EagerRuntime(Runtime):
+    name = "eager"
+    install_hint = "pip install torch"
+
+    def available(self) -> bool:
+        return True
+
+    def devices(self) -> list[str]:
+        return torch_devices()
+
+    def prepare(
+        self, model: nn.Module, example: torch.Tensor, device: str, threads: int
+    ) -> Callable[[], object]:
+        model = model.to(device).eval()
+        x = example.to(device)
+
+        def run() -> object:
+            with torch.inference_mode():
+                return model(x)
+
+        return run
