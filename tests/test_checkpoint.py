@@ -95,3 +95,27 @@ def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path) -> No
         state = load_checkpoint(path)
         w = state["model"]["w"]
         assert torch.equal(w, torch.full_like(w, float(state["step"])))  # not torn
+
+
+def test_load_supernet_rebuilds_the_trained_network(tmp_path: Path) -> None:
+    import onefit
+    from onefit.training import TrainConfig, Trainer, load_supernet
+
+    config = TrainConfig(
+        epochs=1, run_dir=str(tmp_path), progress=False, tensorboard=False, strategy="sorted",
+        supernet_kwargs={"depths": [1, 2], "kernel_sizes": [3], "expand_ratios": [3],
+                         "width_mult": 0.5},
+    )  # fmt: skip
+    trainer = Trainer(config)
+    trainer.fit()
+    net = load_supernet(tmp_path)
+    assert not net.training and net.space == trainer.net.space
+    config_ = net.space.sample(seed=0)
+    x = torch.randn(4, *net.input_shape(config_))
+    trained = trainer.net.eval().extract(config_)
+    with torch.no_grad():
+        assert torch.equal(net.extract(config_)(x), trained(x))
+    assert load_supernet(tmp_path / "checkpoints" / "last.pt").spec == net.spec
+    assert isinstance(net, onefit.Supernet)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_supernet(tmp_path / "elsewhere")

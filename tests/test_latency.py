@@ -156,3 +156,10 @@ def test_peak_memory_grows_with_resolution(net):
     low = peak_memory(net.extract(small), net.input_shape(small)).activations_bytes
     high = peak_memory(net.extract(large), net.input_shape(large)).activations_bytes
     assert high > 8 * low > 0
+
+
+def test_torch_compile_runtime_measures_a_small_model():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    result = measure_latency(model, (3, 8, 8), runtime="compile", threads=1, warmup=2, repeats=5)
+    assert math.isfinite(result.median_ms) and result.median_ms > 0
+    assert result.profile.runtime == "compile"

@@ -14,7 +14,7 @@ from onefit.metrics.counting import Cost, count
 from onefit.registry import Registry
 from onefit.space import ArchConfig, Dimension, SearchSpace, flatten_lists, nest_lists
 from onefit.supernets import Supernet, create_supernet, list_supernets, register_supernet
-from onefit.training import TrainConfig, TrainResult, list_strategies, train
+from onefit.training import TrainConfig, TrainResult, list_strategies, load_supernet, train
 
 __version__ = "0.1.0"
 
@@ -37,6 +37,7 @@ __all__ = [
     "list_strategies",
     "list_supernets",
     "load_dataset",
+    "load_supernet",
     "nest_lists",
     "register_supernet",
     "train",

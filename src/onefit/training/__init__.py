@@ -1,7 +1,12 @@
 """Training supernets: strategies, the trainer, BN recalibration, evaluation, checkpoints."""
 
 from onefit.training.bn import recalibrate_bn, resize
-from onefit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from onefit.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_supernet,
+    save_checkpoint,
+)
 from onefit.training.config import TrainConfig
 from onefit.training.evaluate import evaluate_config, evaluate_model
 from onefit.training.strategies import (
@@ -27,6 +32,7 @@ __all__ = [
     "evaluate_model",
     "list_strategies",
     "load_checkpoint",
+    "load_supernet",
     "recalibrate_bn",
     "resize",
     "save_checkpoint",

@@ -13,9 +13,12 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from onefit.supernets import Supernet
 
 FORMAT = "onefit-checkpoint"
 VERSION = 1
@@ -91,3 +94,36 @@ def load_checkpoint(
             f"build the supernet with the arguments it was trained with"
         )
     return state
+
+
+def load_supernet(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> Supernet:
+    """The trained supernet of a run directory or checkpoint file, in eval mode.
+
+    Rebuilds the family with the arguments it was trained with and loads the weights
+    strictly (a mismatch is a :class:`CheckpointError`, never a partial load).
+
+    Example:
+        >>> import onefit, tempfile
+        >>> run = tempfile.mkdtemp()
+        >>> _ = onefit.train(epochs=1, run_dir=run, progress=False, strategy="sorted",
+        ...                  supernet_kwargs={"depths": [1], "kernel_sizes": [3],
+        ...                                   "expand_ratios": [3], "width_mult": 0.5})
+        >>> net = load_supernet(run)
+        >>> net.spec["name"], net.training
+        ('mobilenetv3', False)
+    """
+    from onefit.supernets import create_supernet  # onefit.supernets is imported lazily
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    state = load_checkpoint(path, map_location=map_location)
+    saved = state.get("supernet") or {}
+    try:
+        net = create_supernet(saved["name"], **saved["kwargs"])
+        net.load_state_dict(state["model"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: cannot rebuild its supernet ({error})") from None
+    return net.to(map_location).eval()
