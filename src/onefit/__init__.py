@@ -12,6 +12,7 @@ Example:
 from onefit.data import DataSplits, from_tensors, list_datasets, load_dataset
 from onefit.metrics.counting import Cost, count
 from onefit.registry import Registry
+from onefit.search import SearchResult, list_search_strategies, search
 from onefit.space import ArchConfig, Dimension, SearchSpace, flatten_lists, nest_lists
 from onefit.supernets import Supernet, create_supernet, list_supernets, register_supernet
 from onefit.training import TrainConfig, TrainResult, list_strategies, load_supernet, train
@@ -24,6 +25,7 @@ __all__ = [
     "DataSplits",
     "Dimension",
     "Registry",
+    "SearchResult",
     "SearchSpace",
     "Supernet",
     "TrainConfig",
@@ -34,11 +36,13 @@ __all__ = [
     "flatten_lists",
     "from_tensors",
     "list_datasets",
+    "list_search_strategies",
     "list_strategies",
     "list_supernets",
     "load_dataset",
     "load_supernet",
     "nest_lists",
     "register_supernet",
+    "search",
     "train",
 ]

@@ -1,0 +1,32 @@
+"""Multi-objective search over any space: strategies, constraints, Pareto sets,
+hypervolume and a resumable SQLite store."""
+
+from onefit.search.constraints import Constraint, parse_constraint
+from onefit.search.pareto import hypervolume, normalized_hypervolume, pareto_mask
+from onefit.search.runner import SearchResult, search
+from onefit.search.store import Evaluation, ResultStore, StoreError
+from onefit.search.strategies import STRATEGIES, Problem, SearchStrategy, register_search_strategy
+
+
+def list_search_strategies() -> list[str]:
+    """Names of the registered search strategies."""
+    return STRATEGIES.names()
+
+
+__all__ = [
+    "STRATEGIES",
+    "Constraint",
+    "Evaluation",
+    "Problem",
+    "ResultStore",
+    "SearchResult",
+    "SearchStrategy",
+    "StoreError",
+    "hypervolume",
+    "list_search_strategies",
+    "normalized_hypervolume",
+    "pareto_mask",
+    "parse_constraint",
+    "register_search_strategy",
+    "search",
+]
