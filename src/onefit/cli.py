@@ -8,6 +8,7 @@ Example:
     $ onefit demo --supernet resnet --image-size 32 --samples 5
     $ onefit train --strategy sandwich --epochs 5 --run-dir runs/digits
     $ onefit profile --runtime onnxruntime --threads 1 --out lut.json
+    $ onefit search runs/digits --objective accuracy:max --objective macs:min --budget 40
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from rich.progress import track
 from rich.table import Table
 
 import onefit
-from onefit.supernets import Supernet
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,12 +83,6 @@ def list_command() -> None:
     console.print(table)
     console.print("training strategies: " + ", ".join(onefit.list_strategies()))
     console.print("datasets and formats: " + ", ".join(onefit.list_datasets()))
-
-
-def _describe(net: Supernet, config: onefit.ArchConfig) -> str:
-    """A short summary of a config: depth per stage and the resolution."""
-    depths = [str(config[n]) for n in net.space.names if n.startswith("d.")]
-    return f"d={'/'.join(depths)} r={config['r']}"
 
 
 @cli.command()
@@ -152,7 +146,7 @@ def demo(
         same = measured == analytic and diff <= 1e-5
         failures += not same
         table.add_row(
-            _describe(net, config),
+            _describe_config(config),
             f"{analytic.macs / 1e6:.2f}",
             f"{analytic.params:,}",
             "yes" if measured == analytic else f"no ({measured.macs}, {measured.params})",
@@ -285,6 +279,7 @@ def train(
     "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
     help="Extra supernet constructor argument (value parsed as JSON); repeatable.",
 )  # fmt: skip
+@click.option("--run", "run_dir", help="Profile the supernet of this training run instead.")
 @click.option("--runtime", default="eager", show_default=True, help="eager, onnxruntime, compile.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", type=int, help="Intra-op threads (default: torch's).")
@@ -299,6 +294,7 @@ def profile(
     in_channels: int,
     num_classes: int,
     options: tuple[str, ...],
+    run_dir: str | None,
     runtime: str,
     device: str,
     threads: int | None,
@@ -319,17 +315,24 @@ def profile(
 
     if check < 0:
         raise click.BadParameter("must be >= 0", param_hint="--check")
+    from onefit.training import CheckpointError
+
     try:
-        net = onefit.create_supernet(
-            name,
-            image_size=image_size,
-            in_channels=in_channels,
-            num_classes=num_classes,
-            **_parse_options(options),
-        ).eval()
+        if run_dir is not None:
+            net = onefit.load_supernet(run_dir)
+        else:
+            net = onefit.create_supernet(
+                name,
+                image_size=image_size,
+                in_channels=in_channels,
+                num_classes=num_classes,
+                **_parse_options(options),
+            ).eval()
         settings = dict(runtime=runtime, device=device, batch_size=batch_size, threads=threads,
                         warmup=warmup, repeats=repeats)  # fmt: skip
         table = build_latency_table(net, **settings)  # type: ignore[arg-type]
+    except CheckpointError as error:
+        raise click.ClickException(str(error)) from None
     except (ValueError, TypeError, RuntimeUnavailableError) as error:
         raise click.UsageError(str(error)) from None
     table.save(out)
@@ -350,7 +353,7 @@ def profile(
         predicted.append(table.predict(config))
         measured.append(result.median_ms)
         results.add_row(
-            _describe(net, config),
+            _describe_config(config),
             f"{net.macs(config) / 1e6:.1f}",
             f"{predicted[-1]:.2f}",
             f"{result.median_ms:.2f} ({result.iqr_ms:.2f})",
@@ -361,6 +364,96 @@ def profile(
     console.print(
         f"table vs measured: MAPE {scores['mape']:.1f}%, Kendall tau {scores['kendall_tau']:.2f}"
     )
+
+
+def _parse_objectives(specs: tuple[str, ...]) -> dict[str, str]:
+    objectives = {}
+    for spec in specs:
+        name, sep, sense = spec.partition(":")
+        if not sep or sense not in ("min", "max") or not name:
+            raise click.BadParameter(f"expected NAME:min or NAME:max, got {spec!r}",
+                                     param_hint="--objective")  # fmt: skip
+        objectives[name] = sense
+    return objectives
+
+
+@cli.command("search")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--objective", "objective_specs", multiple=True, default=("accuracy:max", "macs:min"),
+    show_default=True, metavar="NAME:min|max",
+    help="Repeatable. Metrics: accuracy, loss, macs, params, latency_ms (with --lut), "
+    "measured_latency_ms (with --measure-runtime).",
+)  # fmt: skip
+@click.option("--constraint", "constraints", multiple=True, metavar="EXPR",
+              help="E.g. 'macs <= 20e6'; repeatable.")  # fmt: skip
+@click.option("--strategy", default="linas", show_default=True,
+              help="random, grid, nsga2, linas, sorted.")  # fmt: skip
+@click.option("--budget", default=50, show_default=True, help="Sub-networks to evaluate.")
+@click.option("--batch-size", default=5, show_default=True, help="Configs per round.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--lut", type=click.Path(dir_okay=False), help="Latency table from onefit profile.")
+@click.option("--measure-runtime", help="Also time each sub-network on this runtime.")
+@click.option("--out", help="Output folder (default RUN_DIR/search).")
+@click.option("--run-name", default="search", show_default=True, help="Name in the store.")
+def search_command(
+    run_dir: str,
+    objective_specs: tuple[str, ...],
+    constraints: tuple[str, ...],
+    strategy: str,
+    budget: int,
+    batch_size: int,
+    seed: int,
+    lut: str | None,
+    measure_runtime: str | None,
+    out: str | None,
+    run_name: str,
+) -> None:
+    """Search the trained supernet of RUN_DIR for its Pareto-optimal sub-networks.
+
+    Results go to OUT/results.db (SQLite; running the same command again resumes),
+    OUT/results.csv, OUT/pareto.json and OUT/front.png.
+    """
+    from onefit.metrics import LatencyTableError, RuntimeUnavailableError
+    from onefit.search.store import ResultStore, StoreError
+    from onefit.search.supernet import search_run
+    from onefit.training import CheckpointError
+
+    objectives = _parse_objectives(objective_specs)
+    folder = Path(out) if out else Path(run_dir) / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        result = search_run(
+            run_dir, objectives, latency_table=lut, constraints=list(constraints),
+            measure_runtime=measure_runtime, strategy=strategy, budget=budget,
+            batch_size=batch_size, seed=seed, store=folder / "results.db", run_name=run_name,
+        )  # fmt: skip
+    except (CheckpointError, LatencyTableError, StoreError) as error:
+        raise click.ClickException(str(error)) from None
+    except (ValueError, TypeError, RuntimeUnavailableError) as error:
+        raise click.UsageError(str(error)) from None
+    with ResultStore(folder / "results.db") as store:
+        store.export_csv(folder / "results.csv", store.run_id(run_name))
+    pareto = [{"config": dict(e.config), "metrics": e.metrics} for e in result.pareto]
+    (folder / "pareto.json").write_text(json.dumps(pareto, indent=1) + "\n")
+    if len(objectives) >= 2:
+        result.plot(folder / "front.png")
+    table = Table(title=f"Pareto set ({len(result.pareto)} of {len(result.history)} evaluated)")
+    table.add_column("config", no_wrap=True)
+    names = list(dict.fromkeys([*objectives, "macs"]))
+    for name in names:
+        table.add_column(name, justify="right")
+    for e in sorted(result.pareto, key=lambda e: e.metrics.get("macs", 0)):
+        table.add_row(_describe_config(e.config), *(f"{e.metrics[n]:.4g}" for n in names))
+    console.print(table)
+    failed = sum(not e.ok for e in result.history)
+    console.print(f"hypervolume {result.hypervolume:.4f}; {failed} failed; results in {folder}")
+
+
+def _describe_config(config: onefit.ArchConfig) -> str:
+    """Depth per stage and resolution for a supernet config, else the config's JSON."""
+    depths = [str(config[n]) for n in config if n.startswith("d.")]
+    return f"d={'/'.join(depths)} r={config['r']}" if depths and "r" in config else config.to_json()
 
 
 def main() -> None:

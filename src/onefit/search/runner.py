@@ -173,6 +173,8 @@ def search(
     cheap: Mapping[str, CheapFn] | None = None,
     constraints: Sequence[str | ConstraintFn] | None = None,
     metrics: Sequence[str] = (),
+    metric_kinds: Mapping[str, str] | None = None,
+    metric_profiles: Mapping[str, Mapping[str, Any]] | None = None,
     strategy: str | SearchStrategy = "linas",
     strategy_kwargs: Mapping[str, Any] | None = None,
     budget: int = 100,
@@ -196,6 +198,9 @@ def search(
         constraints: strings like ``"latency_ms <= 5"`` or callables ``metrics ->
             violation`` (<= 0 when feasible).
         metrics: names of further metrics ``evaluate`` returns, so constraints may use them.
+        metric_kinds, metric_profiles: how the store labels a metric (``measured``,
+            ``predicted``, ``cheap``; default ``cheap`` for cheap metrics, else
+            ``measured``) and the device profile it was measured under.
         strategy: a registered name (``random``, ``grid``, ``nsga2``, ``linas``,
             ``sorted``) or a :class:`SearchStrategy` instance.
         budget: distinct configs passed to ``evaluate`` (failures count); never one twice.
@@ -234,6 +239,8 @@ def search(
     seen = {e.config for e in history}
     required = [m for m in objectives if m not in cheap]
     required += [c.metric for c in parsed if c.metric and c.metric not in cheap]
+    kinds = {**{n: "cheap" for n in cheap}, **dict(metric_kinds or {})}
+    profiles = dict(metric_profiles or {})
     evaluator = _Evaluator(evaluate, workers, executor, ray_address)
     started, evaluate_seconds, rounds = time.perf_counter(), 0.0, 0
     try:
@@ -254,8 +261,8 @@ def search(
                         values = {**values, **problem.cheap_metrics(config)}
                         reason = _finite_or_reason(values, required)
                     if reason is None and values is not None:
-                        kinds = {n: "cheap" for n in cheap}
-                        results.record(run, config, values, kinds=kinds, seconds=seconds)
+                        results.record(run, config, values, kinds=kinds, profiles=profiles,
+                                       seconds=seconds)  # fmt: skip
                         evaluation = Evaluation(len(history), config, "ok", values, None, seconds)
                     else:
                         reason = reason or "unknown"

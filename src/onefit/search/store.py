@@ -124,6 +124,13 @@ class ResultStore:
             )
         return int(cursor.lastrowid or 0)
 
+    def run_id(self, name: str) -> int:
+        """The id of the existing run ``name``."""
+        row = self.db.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path} has no run {name!r}; runs: {self.runs()}")
+        return int(row[0])
+
     def runs(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM runs ORDER BY id")]
 

@@ -1,0 +1,133 @@
+"""Built-in evaluators for searching a trained supernet, and the search over a run.
+
+Metrics a supernet search can use:
+
+- ``accuracy`` and ``loss`` (expensive): the extracted sub-network on the validation
+  split after batch-norm recalibration on training batches;
+- ``macs`` and ``params`` (cheap, exact): the analytic counts;
+- ``latency_ms`` (cheap, predicted): from a latency lookup table built for this
+  supernet (``onefit profile``), recorded as ``predicted`` with the table's profile;
+- ``measured_latency_ms`` (expensive): the sub-network timed on a runtime, recorded as
+  ``measured`` with its device profile.
+
+Example:
+    >>> import onefit, tempfile
+    >>> run = tempfile.mkdtemp()
+    >>> _ = onefit.train(epochs=1, run_dir=run, progress=False, strategy="sorted",
+    ...                  supernet_kwargs={"depths": [1, 2], "kernel_sizes": [3],
+    ...                                   "expand_ratios": [3], "width_mult": 0.5})
+    >>> result = search_run(run, {"accuracy": "max", "macs": "min"}, budget=4,
+    ...                     strategy="random", progress=False)
+    >>> len(result.history), all(0 <= e.metrics["accuracy"] <= 1 for e in result.history)
+    (4, True)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from onefit.data import DataSplits, load_dataset
+from onefit.metrics.device import DeviceProfile
+from onefit.metrics.latency import measure_latency
+from onefit.metrics.lut import LatencyTable, LatencyTableError
+from onefit.search.constraints import ConstraintFn
+from onefit.search.runner import SearchResult, search
+from onefit.search.strategies.base import CheapFn
+from onefit.space import ArchConfig
+from onefit.supernets import Supernet
+from onefit.training.checkpoint import load_supernet
+from onefit.training.evaluate import evaluate_config
+
+
+def run_data(run_dir: str | Path) -> DataSplits:
+    """The data split a training run used (from its ``config.json``)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: pass a run directory made by onefit train")
+    settings = json.loads(path.read_text())
+    return load_dataset(
+        settings["dataset"], val_fraction=settings["val_fraction"], seed=settings["seed"]
+    )
+
+
+def _batches(
+    x: torch.Tensor, y: torch.Tensor, size: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(y), size)]
+
+
+def _check_table(table: LatencyTable, net: Supernet) -> None:
+    spec = json.loads(json.dumps(getattr(net, "spec", None)))
+    if table.supernet != spec:
+        raise LatencyTableError(
+            f"the latency table was built for {table.supernet}, not this supernet ({spec}); "
+            f"build one for it with: onefit profile --run RUN_DIR"
+        )
+
+
+def supernet_search(
+    net: Supernet,
+    data: DataSplits,
+    objectives: Mapping[str, str],
+    *,
+    constraints: Sequence[str | ConstraintFn] | None = None,
+    latency_table: LatencyTable | None = None,
+    measure_runtime: str | None = None,
+    bn_batches: int = 10,
+    batch_size: int = 256,
+    **search_kwargs: Any,
+) -> SearchResult:
+    """Search a trained supernet's sub-networks (metrics as in the module docstring)."""
+    x_train, y_train = data.train_tensors()
+    x_val, y_val = data.val_tensors()
+    calibration = _batches(x_train, y_train, batch_size)[:bn_batches]
+    validation = _batches(x_val, y_val, batch_size)
+    cheap: dict[str, CheapFn] = {"macs": net.macs, "params": net.params}
+    kinds: dict[str, str] = {}
+    profiles: dict[str, dict[str, Any]] = {}
+    if latency_table is not None:
+        _check_table(latency_table, net)
+        cheap["latency_ms"] = latency_table.predict
+        kinds["latency_ms"] = "predicted"
+        profiles["latency_ms"] = latency_table.profile.to_dict()
+
+    def evaluate(config: ArchConfig) -> dict[str, float]:
+        metrics = evaluate_config(net, config, validation, calibration, bn_batches=bn_batches)
+        if measure_runtime is not None:
+            timed = measure_latency(net.extract(config), net.input_shape(config),
+                                    runtime=measure_runtime)  # fmt: skip
+            metrics["measured_latency_ms"] = timed.median_ms
+        return metrics
+
+    returned = ["accuracy", "loss"] + (["measured_latency_ms"] if measure_runtime else [])
+    if measure_runtime is not None:
+        profiles["measured_latency_ms"] = DeviceProfile.detect(runtime=measure_runtime).to_dict()
+    unknown = set(objectives) - set(cheap) - set(returned)
+    if unknown:
+        raise ValueError(
+            f"unknown objective(s) {sorted(unknown)}; known metrics: {sorted({*cheap, *returned})}"
+            + ("" if latency_table else " (latency_ms needs a latency table: --lut)")
+        )
+    return search(net.space, evaluate, objectives, cheap=cheap, constraints=constraints,
+                  metrics=returned, metric_kinds=kinds, metric_profiles=profiles,
+                  **search_kwargs)  # fmt: skip
+
+
+def search_run(
+    run_dir: str | Path,
+    objectives: Mapping[str, str],
+    *,
+    latency_table: str | Path | LatencyTable | None = None,
+    **kwargs: Any,
+) -> SearchResult:
+    """:func:`supernet_search` on the trained supernet and data of ``run_dir``."""
+    net = load_supernet(run_dir)
+    table = latency_table
+    if isinstance(table, (str, Path)):
+        table = LatencyTable.load(table, net=net)
+    return supernet_search(net, run_data(run_dir), objectives, latency_table=table, **kwargs)

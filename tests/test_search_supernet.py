@@ -1,0 +1,94 @@
+"""End to end: train a small supernet, profile it, search it under constraints (Python and CLI)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+import onefit
+from onefit.cli import cli
+from onefit.metrics import LatencyTable, LatencyTableError
+from onefit.search.supernet import search_run
+
+SUPERNET_KWARGS = {"depths": [1, 2], "kernel_sizes": [3, 5], "expand_ratios": [2, 4],
+                   "width_mult": 0.5}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    onefit.train(epochs=3, run_dir=str(run), progress=False, strategy="sandwich",
+                 supernet_kwargs=SUPERNET_KWARGS, tensorboard=False)  # fmt: skip
+    return run
+
+
+def test_constrained_pareto_set_of_a_trained_supernet(run_dir):
+    net = onefit.load_supernet(run_dir)
+    limit = (net.macs(net.space.smallest()) + net.macs(net.space.largest())) / 2
+    result = search_run(run_dir, {"accuracy": "max", "macs": "min"}, strategy="linas",
+                        budget=16, constraints=[f"macs <= {limit}"], progress=False,
+                        strategy_kwargs={"initial": 6})  # fmt: skip
+    assert len(result.history) == 16
+    assert result.pareto and all(e.metrics["macs"] <= limit for e in result.pareto)
+    assert all(e.metrics["macs"] == net.macs(e.config) for e in result.history)
+    # The trained sub-networks are far better than chance (10 classes).
+    assert max(e.metrics["accuracy"] for e in result.pareto) > 0.5
+
+
+def test_cli_profile_then_search_with_latency_table(run_dir, tmp_path):
+    lut = tmp_path / "lut.json"
+    result = CliRunner().invoke(cli, ["profile", "--run", str(run_dir), "--warmup", "1",
+                                      "--repeats", "3", "--check", "1", "--out", str(lut)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "search"
+    args = ["search", str(run_dir), "--objective", "accuracy:max", "--objective", "latency_ms:min",
+            "--lut", str(lut), "--constraint", "macs <= 1e12", "--strategy", "random",
+            "--budget", "6", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "Pareto set" in result.output and "hypervolume" in result.output
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto and all("latency_ms" in p["metrics"] for p in pareto)
+    assert (out / "front.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((out / "results.csv").read_text().splitlines()) == 7
+    db = sqlite3.connect(out / "results.db")
+    kinds = dict(db.execute("SELECT metric, kind FROM measurements GROUP BY metric"))
+    assert kinds == {"accuracy": "measured", "loss": "measured", "macs": "cheap",
+                     "params": "cheap", "latency_ms": "predicted"}  # fmt: skip
+    profile = db.execute("SELECT profile FROM measurements WHERE metric='latency_ms'").fetchone()
+    assert json.loads(profile[0])["runtime"] == "eager"
+    # Running it again resumes: nothing new is evaluated.
+    again = CliRunner().invoke(cli, args)
+    assert (
+        again.exit_code == 0 and db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 6
+    )
+
+
+def test_a_latency_table_of_another_supernet_is_refused(run_dir, tmp_path):
+    other = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=8,
+                                   kernel_sizes=(3,), expand_ratios=(3,), depths=(1,))  # fmt: skip
+    table = onefit.metrics.build_latency_table(other, warmup=0, repeats=1, progress=False)
+    with pytest.raises(LatencyTableError, match="built for .* not this supernet"):
+        search_run(run_dir, {"accuracy": "max"}, latency_table=table, budget=2, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objective", "accuracy:up"], "expected NAME:min or NAME:max"),
+        (["--objective", "latency_ms:min"], "latency_ms needs a latency table"),
+        (["--constraint", "flops <= 1"], "unknown metric 'flops'"),
+    ],
+)
+def test_cli_search_usage_errors(run_dir, tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["search", str(run_dir), "--out", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_search_of_a_folder_without_a_run_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(cli, ["search", str(tmp_path / "nothing")])
+    assert result.exit_code == 1 and "no such checkpoint file" in result.output
