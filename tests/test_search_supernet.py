@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import onefit
 from onefit.cli import cli
-from onefit.metrics import LatencyTable, LatencyTableError
+from onefit.metrics import LatencyTableError
 from onefit.search.supernet import search_run
 
 SUPERNET_KWARGS = {"depths": [1, 2], "kernel_sizes": [3, 5], "expand_ratios": [2, 4],
@@ -40,8 +40,9 @@ def test_constrained_pareto_set_of_a_trained_supernet(run_dir):
 
 def test_cli_profile_then_search_with_latency_table(run_dir, tmp_path):
     lut = tmp_path / "lut.json"
-    result = CliRunner().invoke(cli, ["profile", "--run", str(run_dir), "--warmup", "1",
-                                      "--repeats", "3", "--check", "1", "--out", str(lut)])  # fmt: skip
+    args = ["profile", "--run", str(run_dir), "--warmup", "1", "--repeats", "3", "--check", "1",
+            "--out", str(lut)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     out = tmp_path / "search"
     args = ["search", str(run_dir), "--objective", "accuracy:max", "--objective", "latency_ms:min",
@@ -71,7 +72,7 @@ def test_a_latency_table_of_another_supernet_is_refused(run_dir, tmp_path):
     other = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=8,
                                    kernel_sizes=(3,), expand_ratios=(3,), depths=(1,))  # fmt: skip
     table = onefit.metrics.build_latency_table(other, warmup=0, repeats=1, progress=False)
-    with pytest.raises(LatencyTableError, match="built for .* not this supernet"):
+    with pytest.raises(LatencyTableError, match=r"built for .* not this supernet"):
         search_run(run_dir, {"accuracy": "max"}, latency_table=table, budget=2, progress=False)
 
 
