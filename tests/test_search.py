@@ -282,3 +282,42 @@ def test_plot_writes_a_png(tmp_path):
     path = result.plot(tmp_path / "front.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.hypervolume > 0 and math.isfinite(result.hypervolume)
+
+
+def test_ray_executor_on_a_local_two_cpu_instance(tmp_path):
+    pytest.importorskip("ray")
+    offset = 1.0  # a closure: Ray pickles it with cloudpickle
+
+    def evaluate(config):
+        if config["a"] == 4:
+            raise ValueError("unsupported")
+        return {k: v + offset for k, v in synthetic(config).items()}
+
+    store = tmp_path / "ray.db"
+    result = onefit.search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=10,
+                           executor="ray", workers=2, batch_size=5, store=store,
+                           progress=False)  # fmt: skip
+    serial = onefit.search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=10,
+                           progress=False)  # fmt: skip
+    assert {e.config for e in result.history} == {e.config for e in serial.history}
+    by_config = {e.config: e for e in serial.history}
+    for e in result.history:
+        assert e.status == by_config[e.config].status and e.metrics == by_config[e.config].metrics
+    assert any("unsupported" in (e.reason or "") for e in result.history)
+    with ResultStore(store) as db:  # only the driver wrote the store
+        assert len(db.history(db.run_id("search"))) == 10
+
+
+def test_ray_not_installed_says_what_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ImportError, match=r"pip install \"ray\[default\]\""):
+        onefit.search(SPACE, synthetic, OBJECTIVE_SETS[1], executor="ray", progress=False)

@@ -91,6 +91,7 @@ class _Evaluator:
         self.evaluate = evaluate
         self.pool: Executor | None = None
         self.ray: Any = None
+        self.started_ray = False
         if executor == "ray":
             self._start_ray(ray_address, workers)
         elif executor not in (None, "local"):
@@ -109,7 +110,8 @@ class _Evaluator:
             import ray
         except ImportError:
             raise ImportError('executor="ray" needs Ray: pip install "ray[default]"') from None
-        if not ray.is_initialized():
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
             ray.init(address=address, num_cpus=None if address else max(workers, 1),
                      include_dashboard=False, log_to_driver=False)  # fmt: skip
         self.ray = ray
@@ -134,6 +136,8 @@ class _Evaluator:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
+        if self.started_ray:  # a local instance this search started; a cluster stays up
+            self.ray.shutdown()
 
 
 def _check_objectives(objectives: Mapping[str, str]) -> dict[str, str]:
