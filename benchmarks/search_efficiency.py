@@ -53,11 +53,15 @@ def evaluations_to_levels(
 ) -> dict[str, int | None]:
     """First evaluation count at which the evaluated set's HV reaches each level."""
     reached: dict[str, int | None] = {f"{level:.0%}": None for level in LEVELS}
-    points: list[list[float]] = []
+    front = np.empty((0, 2))
     for count, evaluation in enumerate(history, start=1):
-        points.append([-evaluation.metrics["accuracy"], evaluation.metrics["flops"]])
-        array = np.array(points)
-        hv = normalized_hypervolume(array[pareto_mask(array)], lower, upper)
+        if not evaluation.ok:
+            continue
+        point = np.array([-evaluation.metrics["accuracy"], evaluation.metrics["flops"]])
+        if np.any(np.all(front <= point, axis=1)):
+            continue  # dominated by (or equal to) the current front: HV unchanged
+        front = np.vstack([front[~np.all(point <= front, axis=1)], point])
+        hv = normalized_hypervolume(front, lower, upper)
         for level in LEVELS:
             name = f"{level:.0%}"
             if reached[name] is None and hv >= level * true_hv:
