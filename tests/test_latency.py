@@ -145,6 +145,12 @@ def test_peak_memory_of_a_linear_chain_is_exact():
     assert mem.peak_bytes == mem.weights_bytes + mem.input_bytes + mem.activations_bytes
 
 
+def test_peak_memory_leaves_the_model_as_it_was():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).train()
+    peak_memory(model, (4,))
+    assert model.training
+
+
 def test_peak_memory_frees_dead_intermediates():
     # Twenty layers whose outputs are freed as the chain goes: the peak stays at two.
     model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(20)])

@@ -105,6 +105,9 @@ def test_bad_training_data_and_files_give_clear_errors(tmp_path):
         fit_predictor(SPACE, configs, values, method="xgb")
     with pytest.raises(ValueError, match="dimension 'k0'"):
         fit_predictor(SPACE, [{**configs[0], "k0": 9}, *configs[1:]], values)
+    (tmp_path / "partial.json").write_text(json.dumps({"format": "onefit-predictor/1"}))
+    with pytest.raises(PredictorError, match=r"partial\.json: corrupt predictor"):
+        Predictor.load(tmp_path / "partial.json")
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(PredictorError, match=r"bad\.json is not a predictor file"):
         Predictor.load(tmp_path / "bad.json")

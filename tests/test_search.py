@@ -224,14 +224,55 @@ def test_resume_continues_without_repeating(tmp_path):
     objectives = OBJECTIVE_SETS[2]
     onefit.search(SPACE, first, objectives, strategy="random", budget=8, store=store,
                   progress=False)  # fmt: skip
-    # Same settings, resumed (the budget is part of the settings, so raise it in a new run).
+    # Resumed with the same settings: nothing left to do.
     second = CountingEvaluator()
     result = onefit.search(SPACE, second, objectives, strategy="random", budget=8, store=store,
                            progress=False)  # fmt: skip
     assert second.calls == [] and len(result.history) == 8
-    with pytest.raises(StoreError, match="exists with other settings"):
-        onefit.search(SPACE, second, objectives, strategy="random", budget=12, store=store,
-                      progress=False)  # fmt: skip
+    # Resumed with a larger budget: only the extra configs are evaluated.
+    third = CountingEvaluator()
+    result = onefit.search(SPACE, third, objectives, strategy="random", budget=12, store=store,
+                           progress=False)  # fmt: skip
+    assert len(third.calls) == 4 and len(result.history) == 12
+    assert not set(third.calls) & set(first.calls)
+    with pytest.raises(StoreError, match=r"exists with other settings \(\['seed'\]\)"):
+        onefit.search(SPACE, third, objectives, strategy="random", budget=12, store=store,
+                      seed=1, progress=False)  # fmt: skip
+
+
+def test_nsga2_resumes_after_many_generations(tmp_path):
+    space = onefit.SearchSpace({f"x{i}": list(range(6)) for i in range(4)})
+
+    def evaluate(config):
+        x = [config[f"x{i}"] for i in range(4)]
+        return {"f1": sum(x), "f2": sum((5 - v) ** 2 for v in x)}
+
+    kwargs = {"strategy": "nsga2", "strategy_kwargs": {"population": 4}, "store": tmp_path / "n.db",
+              "progress": False}  # fmt: skip
+    onefit.search(space, evaluate, {"f1": "min", "f2": "min"}, budget=200, **kwargs)
+    calls = []
+
+    def counted(config):
+        calls.append(config)
+        return evaluate(config)
+
+    result = onefit.search(space, counted, {"f1": "min", "f2": "min"}, budget=240, **kwargs)
+    assert len(calls) == 40 and len(result.history) == 240
+    assert len({e.config for e in result.history}) == 240
+
+
+def test_a_cheap_metric_that_raises_fails_that_config_only():
+    def cost(config):
+        if config["a"] == 0:
+            raise KeyError("unit not in the table")
+        return float(config["a"])
+
+    objectives = {"accuracy": "max", "cost": "min"}
+    result = onefit.search(SPACE, synthetic, objectives, cheap={"cost": cost}, strategy="grid",
+                           budget=60, progress=False)  # fmt: skip
+    failed = [e for e in result.history if not e.ok]
+    assert len(failed) == 12 and all(e.config["a"] == 0 for e in failed)
+    assert "a cheap metric raised KeyError" in failed[0].reason
 
 
 def test_store_export_and_plain_json(tmp_path):

@@ -68,6 +68,14 @@ def test_cli_profile_then_search_with_latency_table(run_dir, tmp_path):
     )
 
 
+def test_a_latency_table_built_in_memory_for_the_same_supernet_is_used(run_dir):
+    net = onefit.load_supernet(run_dir)
+    table = onefit.metrics.build_latency_table(net, warmup=0, repeats=1, progress=False)
+    result = search_run(run_dir, {"accuracy": "max", "latency_ms": "min"}, budget=3,
+                        latency_table=table, strategy="random", progress=False)  # fmt: skip
+    assert all(e.metrics["latency_ms"] == table.predict(e.config) for e in result.history)
+
+
 def test_a_latency_table_of_another_supernet_is_refused(run_dir, tmp_path):
     other = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=8,
                                    kernel_sizes=(3,), expand_ratios=(3,), depths=(1,))  # fmt: skip

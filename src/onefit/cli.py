@@ -421,6 +421,11 @@ def search_command(
 
     objectives = _parse_objectives(objective_specs)
     folder = Path(out) if out else Path(run_dir) / "search"
+    if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+        raise click.ClickException(
+            f"{run_dir}: no such checkpoint file (checkpoints/last.pt); pass a run directory "
+            f"made by onefit train"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     try:
         result = search_run(

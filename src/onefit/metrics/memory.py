@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ def peak_memory(
     model: nn.Module, input_shape: Sequence[int], *, batch_size: int = 1, device: str = "cpu"
 ) -> MemoryResult:
     """Peak memory of one eager inference of ``model`` on a batch (see the module doc)."""
-    model = model.to(device).eval()
+    model = copy.deepcopy(model).to(device).eval()  # leave the caller's model as it was
     x = torch.zeros(batch_size, *input_shape, device=device)
     weights, ignore = _storage_bytes([*model.parameters(), *model.buffers()])
     input_bytes = x.untyped_storage().nbytes()

@@ -124,17 +124,19 @@ class Predictor:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise PredictorError(f"{path} is not a predictor file (format {FORMAT!r} expected)")
         extra = dict(extra_features or {})
-        if sorted(extra) != sorted(data["extra_features"]):
-            raise PredictorError(
-                f"{path} was fitted with extra features {data['extra_features']}; "
-                f"pass exactly those to Predictor.load, got {sorted(extra)}"
-            )
         try:
+            fitted_with = list(data["extra_features"])
+            space, encoding = SearchSpace(data["space"]), data["encoding"]
             regressor = REGRESSORS.get(data["method"]).from_state(data["state"])  # type: ignore[attr-defined]
         except (KeyError, TypeError, ValueError) as error:
-            raise PredictorError(f"{path}: corrupt predictor ({error})") from None
-        ordered = {name: extra[name] for name in data["extra_features"]}
-        return cls(SearchSpace(data["space"]), regressor, data["encoding"], ordered, data["report"])
+            raise PredictorError(f"{path}: corrupt predictor ({error!r})") from None
+        if sorted(extra) != sorted(fitted_with):
+            raise PredictorError(
+                f"{path} was fitted with extra features {fitted_with}; "
+                f"pass exactly those to Predictor.load, got {sorted(extra)}"
+            )
+        ordered = {name: extra[name] for name in fitted_with}
+        return cls(space, regressor, encoding, ordered, data.get("report", {}))
 
 
 def out_of_fold(

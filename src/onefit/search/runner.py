@@ -65,7 +65,8 @@ def _evaluate_one(
     except Exception as error:  # the evaluator is user code: record, then go on
         last = traceback.extract_tb(error.__traceback__)[-1:]
         where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
-        return None, f"evaluator raised {type(error).__name__}: {error}{where}", 0.0
+        reason = f"evaluator raised {type(error).__name__}: {error}{where}"
+        return None, reason, time.perf_counter() - start
     return metrics, None, time.perf_counter() - start
 
 
@@ -232,10 +233,14 @@ def search(
         searcher = STRATEGIES.create(strategy, **dict(strategy_kwargs or {}))
     searcher.setup(problem)
 
+    kinds = {**{n: "cheap" for n in cheap}, **dict(metric_kinds or {})}
+    # Part of the run's settings: a resumed run must measure on the same device profile.
+    profiles = {k: dict(v) for k, v in (metric_profiles or {}).items()}
     results = ResultStore(store if store is not None else ":memory:")
     settings = {"space": space.to_dict(), "objectives": objectives, "cheap": sorted(cheap),
                 "constraints": [c.text for c in parsed], "strategy": searcher.describe(),
-                "budget": budget, "seed": seed}  # fmt: skip
+                "seed": seed, "metric_kinds": kinds, "metric_profiles": profiles}  # fmt: skip
+    # The budget is not a setting: a finished search can be resumed with a larger one.
     run = results.open_run(run_name, settings)
     history = results.history(run)
     if history:
@@ -243,8 +248,6 @@ def search(
     seen = {e.config for e in history}
     required = [m for m in objectives if m not in cheap]
     required += [c.metric for c in parsed if c.metric and c.metric not in cheap]
-    kinds = {**{n: "cheap" for n in cheap}, **dict(metric_kinds or {})}
-    profiles = dict(metric_profiles or {})
     evaluator = _Evaluator(evaluate, workers, executor, ray_address)
     started, evaluate_seconds, rounds = time.perf_counter(), 0.0, 0
     try:
@@ -262,8 +265,11 @@ def search(
                 for config, (values, reason, seconds) in evaluator.map(batch):
                     evaluate_seconds += seconds
                     if values is not None:
-                        values = {**values, **problem.cheap_metrics(config)}
-                        reason = _finite_or_reason(values, required)
+                        try:
+                            values = {**values, **problem.cheap_metrics(config)}
+                            reason = _finite_or_reason(values, required)
+                        except Exception as error:  # user code too: record and go on
+                            reason = f"a cheap metric raised {type(error).__name__}: {error}"
                     if reason is None and values is not None:
                         results.record(run, config, values, kinds=kinds, profiles=profiles,
                                        seconds=seconds)  # fmt: skip
@@ -278,10 +284,10 @@ def search(
                 searcher.tell(finished)
     finally:
         evaluator.close()
+        results.close()
     result = summarize(problem, history, Path(store) if store is not None else None)
     result.timings = {"wall_seconds": time.perf_counter() - started,
                       "evaluate_seconds": evaluate_seconds, "rounds": rounds}  # fmt: skip
-    results.close()
     return result
 
 

@@ -63,7 +63,7 @@ def _batches(
 
 def _check_table(table: LatencyTable, net: Supernet) -> None:
     spec = json.loads(json.dumps(getattr(net, "spec", None)))
-    if table.supernet != spec:
+    if json.loads(json.dumps(table.supernet)) != spec:
         raise LatencyTableError(
             f"the latency table was built for {table.supernet}, not this supernet ({spec}); "
             f"build one for it with: onefit profile --run RUN_DIR"

@@ -69,6 +69,11 @@ class OnnxRuntime(Runtime):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        kind, _, index = device.partition(":")
+        if kind == "cuda":  # the device index picks the GPU, as torch's "cuda:1" does
+            return ort.InferenceSession(
+                onnx_model, options, providers=[(provider, {"device_id": int(index or 0)})]
+            )
         return ort.InferenceSession(onnx_model, options, providers=[provider])
 
     def prepare(

@@ -13,7 +13,8 @@ Each iteration:
 4. pick the batch greedily by hypervolume improvement over the evaluated front
    (normalized objectives), adding each pick to the front with its predicted values
    before choosing the next, so the batch spreads along the front instead of piling
-   onto one spot. Candidates predicted infeasible are skipped while others remain.
+   onto one spot. Only candidates predicted feasible are ranked; if there are too
+   few, the least infeasible fill the batch.
 
 Differences from DyNAS-T's loop, by design: cheap metrics are never predicted; the pool
 never holds an evaluated config, so every proposal is new and the search cannot stall
@@ -67,6 +68,32 @@ def _farthest(
     return best
 
 
+def _greedy_hypervolume(
+    points: np.ndarray, candidates: np.ndarray, front: np.ndarray, n: int
+) -> list[int]:
+    """Up to ``n`` candidates picked one by one for the largest hypervolume gain.
+
+    Each pick joins the front before the next is chosen. When no candidate is
+    predicted to gain anything, the one farthest from the front is taken instead.
+    """
+    reference = np.full(points.shape[1], 1.1)
+    chosen: list[int] = []
+    current = front
+    base = hypervolume(current, reference) if len(current) else 0.0
+    for _ in range(min(n, len(candidates))):
+        gains = np.array([
+            -np.inf if i in chosen else hypervolume(np.vstack([current, points[i]]), reference)
+            - base for i in candidates
+        ])  # fmt: skip
+        best = int(candidates[int(np.argmax(gains))])
+        if gains.max() <= 0:
+            best = _farthest(points, candidates, chosen, current)
+        chosen.append(best)
+        current = np.vstack([current, points[best]])
+        base = hypervolume(current, reference)
+    return chosen
+
+
 @register_search_strategy("linas")
 class LINAS(SearchStrategy):
     name = "linas"
@@ -116,6 +143,17 @@ class LINAS(SearchStrategy):
         return chosen + sample_unseen(space, n - len(chosen), seen | set(chosen), self.rng)
 
     def _pool(self, seen: set[ArchConfig], ok: list[Evaluation]) -> list[ArchConfig]:
+        return [c for c in self._candidates(seen, ok) if self._cheap_ok(c)]
+
+    def _cheap_ok(self, config: ArchConfig) -> bool:
+        """Whether the cheap metrics of ``config`` compute (a LUT may lack a unit, say)."""
+        try:
+            self.problem.cheap_metrics(config)
+        except Exception:  # user code: such a config is simply not proposed
+            return False
+        return True
+
+    def _candidates(self, seen: set[ArchConfig], ok: list[Evaluation]) -> list[ArchConfig]:
         if self.all_configs is not None:
             return [c for c in self.all_configs if c not in seen]
         pool = set(sample_unseen(self.problem.space, self.pool_size, seen, self.rng))
@@ -148,7 +186,7 @@ class LINAS(SearchStrategy):
 
     def _predict(self, pool: list[ArchConfig], ok: list[Evaluation]) -> list[dict[str, float]]:
         problem = self.problem
-        rows = [dict(problem.cheap_metrics(c)) for c in pool]
+        rows = [dict(problem.cheap_metrics(c)) for c in pool]  # pool holds computable ones
         extra = {name: (lambda c, name=name: problem.cheap_metrics(c)[name])
                  for name in problem.cheap}  # fmt: skip
         configs = [e.config for e in ok]
@@ -168,7 +206,7 @@ class LINAS(SearchStrategy):
     def _select(self, pool: list[ArchConfig], ok: list[Evaluation], n: int) -> list[ArchConfig]:
         problem = self.problem
         predicted = self._predict(pool, ok)
-        feasible_pred = np.array([problem.violation(m) <= 0 for m in predicted])
+        violations = np.array([problem.violation(m) for m in predicted])
         observed = [e.metrics for e in ok if problem.violation(e.metrics) <= 0]
         points = problem.minimization(predicted)
         front = problem.minimization(observed) if observed else np.empty((0, points.shape[1]))
@@ -177,28 +215,13 @@ class LINAS(SearchStrategy):
         lower, upper = both.min(axis=0), both.max(axis=0)
         span = np.where(upper > lower, upper - lower, 1.0)
         scaled, front_scaled = (points - lower) / span, (front - lower) / span
-        reference = np.full(points.shape[1], 1.1)
-        candidates = np.flatnonzero(feasible_pred)
-        if len(candidates) < n:
-            candidates = np.arange(len(pool))
-        candidates = candidates[nondominated_fronts(scaled[candidates], self.fronts)]
-
-        chosen: list[int] = []
-        current = front_scaled
-        base = hypervolume(current, reference) if len(current) else 0.0
-        for _ in range(min(n, len(candidates))):
-            gains = np.array([
-                -np.inf if i in chosen else hypervolume(np.vstack([current, scaled[i]]), reference)
-                - base for i in candidates
-            ])  # fmt: skip
-            best = int(candidates[int(np.argmax(gains))])
-            if gains.max() <= 0:
-                # Nothing is predicted to improve the front: take the candidate farthest
-                # from everything evaluated or chosen, to learn where the model is wrong.
-                best = _farthest(scaled, candidates, chosen, current)
-            chosen.append(best)
-            current = np.vstack([current, scaled[best]]) if len(current) else scaled[[best]]
-            base = hypervolume(current, reference)
+        feasible = np.flatnonzero(violations <= 0)
+        candidates = feasible[nondominated_fronts(scaled[feasible], self.fronts)]
+        chosen = _greedy_hypervolume(scaled, candidates, front_scaled, n)
+        if len(chosen) < n:
+            # Too few predicted feasible: add the least infeasible, to learn the boundary.
+            order = np.argsort(violations, kind="stable")
+            chosen += [int(i) for i in order if violations[i] > 0][: n - len(chosen)]
         return [pool[i] for i in chosen]
 
     def describe(self) -> dict[str, Any]:

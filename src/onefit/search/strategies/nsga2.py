@@ -112,7 +112,9 @@ class NSGA2Search(SearchStrategy):
 
     def ask(self, n: int, seen: set[ArchConfig]) -> list[ArchConfig]:
         proposals: list[ArchConfig] = []
-        for _ in range(100):  # generations whose children are all known cost nothing
+        # Generations whose children are all known cost nothing: on resume every stored
+        # generation replays this way. Past that, 100 in a row means the space is spent.
+        for _ in range(100 + len(self.known)):
             if self.pending is None:
                 population = self.algorithm.ask()
                 if population is None or len(population) == 0:
