@@ -2,11 +2,13 @@
 
 Part 1 (latency): measures N seeded random ``mobilenetv3`` sub-networks (Once-for-All
 space, width 1.0, 1000 classes, 224x224, batch 1) whole on each runtime (ONNX Runtime and
-PyTorch eager), builds the runtime's latency lookup table, and predicts the second half
-of the configs from (a) the table alone and (b) learned predictors trained on the first
-half: one-hot encoding + analytic MACs, with and without the table's prediction as a
-feature. Reports MAPE, Kendall tau and the share within ±10 % on the held-out half, and
-the profiling time.
+PyTorch eager), twice, in opposite orders (the mean of the two medians is the truth;
+their agreement is the ceiling for any predictor), builds the runtime's latency lookup
+table, and predicts the second half of the configs from (a) the table alone, (b) the
+table with a linear calibration fitted on the first half, and (c) learned predictors
+trained on the first half: one-hot encoding + analytic MACs, with and without the
+table's prediction as a feature. Reports MAPE, Kendall tau and the share within ±10 %
+on the held-out half, and the profiling time.
 
 Part 2 (proxies, with ``--run RUN_DIR`` of a trained supernet): for 50 seeded random
 sub-networks, validation accuracy after BN recalibration against each zero-cost proxy
@@ -40,31 +42,46 @@ from onefit.training import evaluate_config
 SUPERNET = {"num_classes": 1000, "image_size": 224, "resolutions": [224]}
 
 
+def measure_all(net: Any, configs: list[onefit.ArchConfig], profile: Any,
+                timing: dict[str, Any], label: str) -> list[float]:  # fmt: skip
+    exported = {}
+    medians = []
+    for config in track(configs, description=label):
+        if config not in exported:
+            exported[config] = net.extract(config)
+        result = measure_latency(exported[config], net.input_shape(config), profile=profile,
+                                 **timing)  # fmt: skip
+        medians.append(result.median_ms)
+    return medians
+
+
 def latency_part(
-    runtime: str, configs: list[onefit.ArchConfig], threads: int, warmup: int, repeats: int
-) -> dict[str, Any]:
+    runtime: str, configs: list[onefit.ArchConfig], threads: int, warmup: int, repeats: int,
+    lut_repeats: int,
+) -> dict[str, Any]:  # fmt: skip
     torch.manual_seed(0)
     net = onefit.create_supernet("mobilenetv3", **SUPERNET).eval()
     timing = {"runtime": runtime, "threads": threads, "warmup": warmup, "repeats": repeats}
     started = time.perf_counter()
-    table = build_latency_table(net, **timing)  # type: ignore[arg-type]
+    table = build_latency_table(net, **{**timing, "repeats": lut_repeats})  # type: ignore[arg-type]
     table_seconds = time.perf_counter() - started
 
+    # Two passes in opposite orders: their agreement is the ceiling any predictor can reach.
     started = time.perf_counter()
-    measured, iqr = [], []
-    for config in track(configs, description=f"{runtime}: measuring sub-networks"):
-        result = measure_latency(net.extract(config), net.input_shape(config),
-                                 profile=table.profile, **timing)  # type: ignore[arg-type]  # fmt: skip
-        measured.append(result.median_ms)
-        iqr.append(result.iqr_ms)
+    first = measure_all(net, configs, table.profile, timing, f"{runtime}: pass 1")
+    second = measure_all(net, configs[::-1], table.profile, timing, f"{runtime}: pass 2")[::-1]
     measure_seconds = time.perf_counter() - started
+    measured = [(a + b) / 2 for a, b in zip(first, second)]
+    retest = prediction_metrics(first, second)
 
     half = len(configs) // 2
     train, test = configs[:half], configs[half:]
     y_train, y_test = np.array(measured[:half]), np.array(measured[half:])
+    methods: dict[str, Any] = {"lut": prediction_metrics(y_test, table.predict_many(test))}
+    table.calibrate(train, y_train)
+    methods["lut, calibrated on the 50"] = prediction_metrics(y_test, table.predict_many(test))
     macs = {"macs": lambda c: net.macs(c) / 1e6}
     with_table = {**macs, "lut_ms": table.predict}
-    methods: dict[str, Any] = {"lut": prediction_metrics(y_test, table.predict_many(test))}
     for label, extra in (
         ("learned (onehot+macs)", macs),
         ("learned (onehot+macs+lut)", with_table),
@@ -74,21 +91,21 @@ def latency_part(
                 net.space, train, y_train, method=method, extra_features=extra
             )
             methods[f"{label} {method}"] = predictor.evaluate(test, y_test)
-        auto = fit_predictor(net.space, train, y_train, method="auto", extra_features=extra)
-        methods[f"{label} auto->{auto.method}"] = auto.evaluate(test, y_test)
     return {
         "runtime": runtime,
         "profile": table.profile.to_dict(),
         "units": len(table.entries),
+        "lut_repeats": lut_repeats,
         "call_overhead_ms": table.call_overhead_ms,
+        "calibration": table.settings["calibration"],
         "lut_seconds": table_seconds,
         "measure_seconds": measure_seconds,
         "measured_ms": {
             "min": min(measured),
             "median": float(np.median(measured)),
             "max": max(measured),
-            "median_iqr": float(np.median(iqr)),
         },
+        "test_retest": retest,
         "methods": methods,
     }
 
@@ -121,7 +138,8 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--lut-repeats", type=int, default=100)
     parser.add_argument("--runtimes", default="onnxruntime,eager")
     parser.add_argument("--run", help="run dir of a trained supernet, for the proxy part")
     parser.add_argument("--proxy-samples", type=int, default=50)
@@ -134,13 +152,16 @@ def main() -> None:
         "platform": platform.platform(), "processor": platform.processor(),
         "torch": torch.__version__}}  # fmt: skip
     for runtime in args.runtimes.split(","):
-        part = latency_part(runtime, configs, args.threads, args.warmup, args.repeats)
+        part = latency_part(runtime, configs, args.threads, args.warmup, args.repeats,
+                            args.lut_repeats)  # fmt: skip
         results["latency"].append(part)
         span = f"{part['measured_ms']['min']:.1f}-{part['measured_ms']['max']:.1f} ms"
         print(
             f"\n{runtime}: {part['units']} units profiled in {part['lut_seconds']:.0f} s; "
             f"{args.configs} sub-networks measured in {part['measure_seconds']:.0f} s ({span})"
         )
+        r = part["test_retest"]
+        print(f"test-retest (pass 1 vs pass 2): MAPE {r['mape']:.2f} %, tau {r['kendall_tau']:.3f}")
         print(f"{'method':<42} {'MAPE %':>7} {'tau':>6} {'±10 %':>6}")
         for name, m in part["methods"].items():
             print(f"{name:<42} {m['mape']:7.2f} {m['kendall_tau']:6.3f} {m['within_10pct']:6.2f}")

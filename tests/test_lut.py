@@ -110,3 +110,19 @@ def test_onnxruntime_table_for_resnet():
     assert table.profile.runtime == "onnxruntime"
     config = net.space.sample(seed=0)
     assert table.predict(config) > 0
+
+
+def test_calibration_fits_scale_and_offset_and_survives_save(table, tmp_path):
+    configs = table.net.space.sample_many(6, seed=4)
+    raw = [table.raw_predict(c) for c in configs]
+    measured = [1.5 * r + 0.25 for r in raw]  # a known linear distortion
+    fitted = table.calibrate(configs, measured)
+    assert fitted["scale"] == pytest.approx(1.5) and fitted["offset"] == pytest.approx(0.25)
+    assert [table.predict(c) for c in configs] == pytest.approx(measured)
+    table.save(tmp_path / "lut.json")
+    assert LatencyTable.load(tmp_path / "lut.json").predict(configs[0]) == pytest.approx(
+        measured[0]
+    )
+    table.settings.pop("calibration")
+    with pytest.raises(ValueError, match="at least two configs"):
+        table.calibrate(configs[:1], measured[:1])

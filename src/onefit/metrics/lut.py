@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,14 +86,37 @@ class LatencyTable:
         """Median time of running a no-op model on the runtime (paid once per call)."""
         return float(self.settings.get("call_overhead_ms", 0.0))
 
-    def predict(self, config: Mapping[str, Any]) -> float:
-        """Predicted latency (ms) of ``config``.
-
-        The sum of its units' medians, less the per-call overhead that each unit's
-        measurement included but a whole model pays only once.
-        """
+    def raw_predict(self, config: Mapping[str, Any]) -> float:
+        """The sum of ``config``'s units' medians, less the per-call overhead that each
+        unit's measurement included but a whole model pays only once."""
         units = self.breakdown(config)
         return float(sum(ms for _, ms in units) - (len(units) - 1) * self.call_overhead_ms)
+
+    def predict(self, config: Mapping[str, Any]) -> float:
+        """Predicted latency (ms) of ``config``: :meth:`raw_predict`, then the linear
+        calibration from :meth:`calibrate` when there is one."""
+        calibration = self.settings.get("calibration")
+        raw = self.raw_predict(config)
+        if not calibration:
+            return raw
+        return float(calibration["scale"] * raw + calibration["offset"])
+
+    def calibrate(
+        self, configs: Sequence[Mapping[str, Any]], measured_ms: Sequence[float]
+    ) -> dict[str, float]:
+        """Fit ``measured = scale * raw + offset`` by least squares on whole-model timings.
+
+        Units timed one by one miss what a whole model shares (warm caches, fused
+        memory traffic), which shifts and scales the sum but hardly changes the order;
+        a few whole-model measurements on the same profile correct that.
+        """
+        if len(configs) != len(measured_ms) or len(configs) < 2:
+            raise ValueError("calibrate needs at least two configs and one timing per config")
+        raw = np.array([self.raw_predict(c) for c in configs])
+        scale, offset = np.polyfit(raw, np.asarray(measured_ms, dtype=float), 1)
+        self.settings["calibration"] = {"scale": float(scale), "offset": float(offset),
+                                        "configs": len(configs)}  # fmt: skip
+        return dict(self.settings["calibration"])
 
     def predict_many(self, configs: Iterable[Mapping[str, Any]]) -> np.ndarray:
         return np.array([self.predict(c) for c in configs], dtype=float)
