@@ -2,8 +2,9 @@
 
 Part 1 (latency): measures N seeded random ``mobilenetv3`` sub-networks (Once-for-All
 space, width 1.0, 1000 classes, 224x224, batch 1) whole on each runtime (ONNX Runtime and
-PyTorch eager), twice, in opposite orders (the mean of the two medians is the truth;
-their agreement is the ceiling for any predictor), builds the runtime's latency lookup
+PyTorch eager) in interleaved rounds (each round times every config once, in a shuffled
+order; the truth is the median over rounds, and the agreement of even and odd rounds is
+the ceiling for any predictor), builds the runtime's latency lookup
 table, and predicts the second half of the configs from (a) the table alone, (b) the
 table with a linear calibration fitted on the first half, and (c) learned predictors
 trained on the first half: one-hot encoding + analytic MACs, with and without the
@@ -34,7 +35,8 @@ from rich.progress import track
 from scipy.stats import kendalltau
 
 import onefit
-from onefit.metrics import build_latency_table, measure_latency
+from onefit.metrics import build_latency_table, get_runtime
+from onefit.metrics.latency import time_runs, torch_threads
 from onefit.metrics.proxies import compute_proxies, list_proxies
 from onefit.predictors import fit_predictor, prediction_metrics
 from onefit.training import evaluate_config
@@ -42,17 +44,34 @@ from onefit.training import evaluate_config
 SUPERNET = {"num_classes": 1000, "image_size": 224, "resolutions": [224]}
 
 
-def measure_all(net: Any, configs: list[onefit.ArchConfig], profile: Any,
-                timing: dict[str, Any], label: str) -> list[float]:  # fmt: skip
-    exported = {}
-    medians = []
-    for config in track(configs, description=label):
-        if config not in exported:
-            exported[config] = net.extract(config)
-        result = measure_latency(exported[config], net.input_shape(config), profile=profile,
-                                 **timing)  # fmt: skip
-        medians.append(result.median_ms)
-    return medians
+def measure_interleaved(
+    net: Any, configs: list[onefit.ArchConfig], runtime: str, threads: int, warmup: int,
+    rounds: int,
+) -> tuple[list[float], list[float], list[float]]:  # fmt: skip
+    """Per-config median latency over ``rounds`` rounds, each timing every config once.
+
+    Round-robin timing spreads the machine's drift over all configs alike instead of
+    charging it to whichever config ran during a slow spell. Also returns the medians
+    of the even and of the odd rounds: their agreement is the measurement's own ceiling.
+    """
+    backend = get_runtime(runtime)
+    runs = []
+    with torch_threads(threads):
+        for config in track(configs, description=f"{runtime}: preparing"):
+            example = torch.randn(1, *net.input_shape(config))
+            run = backend.prepare(net.extract(config), example, "cpu", threads)
+            time_runs(run, "cpu", warmup, 0)
+            runs.append(run)
+        samples = np.zeros((rounds, len(configs)))
+        for r in track(range(rounds), description=f"{runtime}: {rounds} interleaved rounds"):
+            for i in np.random.default_rng(r).permutation(len(configs)):
+                samples[r, i] = time_runs(runs[i], "cpu", 0, 1)[0]
+    median = np.median(samples, axis=0)
+    return (
+        median.tolist(),
+        np.median(samples[0::2], 0).tolist(),
+        np.median(samples[1::2], 0).tolist(),
+    )
 
 
 def latency_part(
@@ -66,13 +85,10 @@ def latency_part(
     table = build_latency_table(net, **{**timing, "repeats": lut_repeats})  # type: ignore[arg-type]
     table_seconds = time.perf_counter() - started
 
-    # Two passes in opposite orders: their agreement is the ceiling any predictor can reach.
     started = time.perf_counter()
-    first = measure_all(net, configs, table.profile, timing, f"{runtime}: pass 1")
-    second = measure_all(net, configs[::-1], table.profile, timing, f"{runtime}: pass 2")[::-1]
+    measured, even, odd = measure_interleaved(net, configs, runtime, threads, warmup, repeats)
     measure_seconds = time.perf_counter() - started
-    measured = [(a + b) / 2 for a, b in zip(first, second)]
-    retest = prediction_metrics(first, second)
+    retest = prediction_metrics(even, odd)
 
     half = len(configs) // 2
     train, test = configs[:half], configs[half:]
@@ -138,7 +154,7 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=40, help="interleaved rounds")
     parser.add_argument("--lut-repeats", type=int, default=100)
     parser.add_argument("--runtimes", default="onnxruntime,eager")
     parser.add_argument("--run", help="run dir of a trained supernet, for the proxy part")
@@ -161,7 +177,9 @@ def main() -> None:
             f"{args.configs} sub-networks measured in {part['measure_seconds']:.0f} s ({span})"
         )
         r = part["test_retest"]
-        print(f"test-retest (pass 1 vs pass 2): MAPE {r['mape']:.2f} %, tau {r['kendall_tau']:.3f}")
+        print(
+            f"test-retest (even vs odd rounds): MAPE {r['mape']:.2f} %, tau {r['kendall_tau']:.3f}"
+        )
         print(f"{'method':<42} {'MAPE %':>7} {'tau':>6} {'±10 %':>6}")
         for name, m in part["methods"].items():
             print(f"{name:<42} {m['mape']:7.2f} {m['kendall_tau']:6.3f} {m['within_10pct']:6.2f}")
