@@ -167,7 +167,7 @@ def main() -> None:
     results: dict[str, Any] = {"configs": args.configs, "latency": [], "machine": {
         "platform": platform.platform(), "processor": platform.processor(),
         "torch": torch.__version__}}  # fmt: skip
-    for runtime in args.runtimes.split(","):
+    for runtime in [r for r in args.runtimes.split(",") if r]:
         part = latency_part(runtime, configs, args.threads, args.warmup, args.repeats,
                             args.lut_repeats)  # fmt: skip
         results["latency"].append(part)

@@ -10,17 +10,17 @@ import onefit
 from onefit.cli import cli
 
 
-def test_demo_extracts_and_checks_sub_networks() -> None:
-    result = CliRunner().invoke(cli, ["demo", "--samples", "2", "--image-size", "8"])
+def test_check_extracts_and_checks_sub_networks() -> None:
+    result = CliRunner().invoke(cli, ["check", "--samples", "2", "--image-size", "8"])
     assert result.exit_code == 0, result.output
     assert "all 4 sub-networks match the supernet exactly" in result.output
     assert result.output.count("yes") == 4  # measured MACs/params equal the analytic ones
 
 
-def test_demo_passes_constructor_options() -> None:
+def test_check_passes_constructor_options() -> None:
     result = CliRunner().invoke(
         cli,
-        ["demo", "--supernet", "resnet", "--samples", "1", "--image-size", "8",
+        ["check", "--supernet", "resnet", "--samples", "1", "--image-size", "8",
          "--in-channels", "3", "-o", "base_width=8", "-o", "depth_extras=[0,1]"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -31,14 +31,14 @@ def test_demo_passes_constructor_options() -> None:
     ("args", "message"),
     [
         (
-            ["demo", "--supernet", "nope"],
+            ["check", "--supernet", "nope"],
             "Error: unknown supernet 'nope'; known: mobilenetv3, resnet",
         ),
-        (["demo", "-o", "width_mult=-1"], "Error: width_mult must be positive, got -1"),
-        (["demo", "-o", "oops"], "expected KEY=VALUE, got 'oops'"),
-        (["demo", "--samples", "-1"], "Invalid value for --samples: must be >= 0"),
-        (["demo", "--image-size", "big"], "'big' is not a valid integer"),
-        (["demo", "--no-such-flag"], "No such option"),
+        (["check", "-o", "width_mult=-1"], "Error: width_mult must be positive, got -1"),
+        (["check", "-o", "oops"], "expected KEY=VALUE, got 'oops'"),
+        (["check", "--samples", "-1"], "Invalid value for --samples: must be >= 0"),
+        (["check", "--image-size", "big"], "'big' is not a valid integer"),
+        (["check", "--no-such-flag"], "No such option"),
         (["nosuchcommand"], "No such command"),
         (["profile", "--runtime", "tvm"], "unknown runtime 'tvm'; registered: compile, eager"),
         (["profile", "--repeats", "0"], "repeats must be an integer >= 1, got 0"),

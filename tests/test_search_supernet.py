@@ -100,4 +100,4 @@ def test_cli_search_usage_errors(run_dir, tmp_path, args, message):
 
 def test_cli_search_of_a_folder_without_a_run_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["search", str(tmp_path / "nothing")])
-    assert result.exit_code == 1 and "no such checkpoint file" in result.output
+    assert result.exit_code == 2 and "no such checkpoint file" in result.output

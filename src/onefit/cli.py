@@ -4,11 +4,14 @@ Every user mistake (an unknown supernet, a bad option value) ends with one line 
 stderr and exit status 2, never a traceback.
 
 Example:
+    $ onefit demo                      # the whole pipeline on the embedded data
     $ onefit list
-    $ onefit demo --supernet resnet --image-size 32 --samples 5
+    $ onefit check --supernet resnet --image-size 32 --samples 5
     $ onefit train --strategy sandwich --epochs 5 --run-dir runs/digits
     $ onefit profile --runtime onnxruntime --threads 1 --out lut.json
     $ onefit search runs/digits --objective accuracy:max --objective macs:min --budget 40
+    $ onefit export runs/digits --pick "macs <= 5e6" --format onnx --int8
+    $ onefit report runs/digits
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def cli() -> None:
 
 @cli.command("list")
 def list_command() -> None:
-    """List the registered supernet families, training strategies and datasets."""
+    """List supernets, training strategies, datasets, runtimes and search strategies."""
     table = Table(title="supernets")
     for column in ("name", "dimensions", "configs (raw)", "largest MMACs @224"):
         table.add_column(column)
@@ -83,9 +86,15 @@ def list_command() -> None:
     console.print(table)
     console.print("training strategies: " + ", ".join(onefit.list_strategies()))
     console.print("datasets and formats: " + ", ".join(onefit.list_datasets()))
+    from onefit.metrics import get_runtime, list_runtimes
+
+    runtimes = [f"{n}{'' if get_runtime(n).available() else ' (not installed)'}"
+                for n in list_runtimes()]  # fmt: skip
+    console.print("latency runtimes: " + ", ".join(runtimes))
+    console.print("search strategies: " + ", ".join(onefit.list_search_strategies()))
 
 
-@cli.command()
+@cli.command("check")
 @click.option("--supernet", "name", default="mobilenetv3", show_default=True, help="Family.")
 @click.option("--image-size", default=28, show_default=True, help="Input side in pixels.")
 @click.option("--in-channels", default=1, show_default=True, help="Input image channels.")
@@ -96,7 +105,7 @@ def list_command() -> None:
     "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
     help="Extra supernet constructor argument (value parsed as JSON); repeatable.",
 )  # fmt: skip
-def demo(
+def check(
     name: str,
     image_size: int,
     in_channels: int,
@@ -422,7 +431,7 @@ def search_command(
     objectives = _parse_objectives(objective_specs)
     folder = Path(out) if out else Path(run_dir) / "search"
     if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
-        raise click.ClickException(
+        raise click.UsageError(
             f"{run_dir}: no such checkpoint file (checkpoints/last.pt); pass a run directory "
             f"made by onefit train"
         )
@@ -459,6 +468,82 @@ def _describe_config(config: onefit.ArchConfig) -> str:
     """Depth per stage and resolution for a supernet config, else the config's JSON."""
     depths = [str(config[n]) for n in config if n.startswith("d.")]
     return f"d={'/'.join(depths)} r={config['r']}" if depths and "r" in config else config.to_json()
+
+
+@cli.command()
+@click.option("--run-dir", default="runs/demo", show_default=True, help="Where everything goes.")
+@click.option("--epochs", default=6, show_default=True, help="Supernet training epochs.")
+@click.option("--budget", default=30, show_default=True, help="Sub-networks the search evaluates.")
+@click.option("--threads", default=1, show_default=True, help="Threads for latency figures.")
+def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
+    """The quickstart: train, measure this CPU, search, export three models, report.
+
+    On the embedded digits data: trains a small supernet, builds a latency table of this
+    machine on ONNX Runtime, searches accuracy against latency, exports the smallest,
+    the knee and the most accurate Pareto sub-networks as ONNX with model cards, and
+    writes RUN_DIR/report/index.html. Running it again resumes every stage.
+    """
+    from onefit.deploy.quickstart import DemoSettings, run_demo
+    from onefit.metrics import RuntimeUnavailableError
+
+    for flag, value in (("--epochs", epochs), ("--budget", budget), ("--threads", threads)):
+        if value < 1:
+            raise click.BadParameter("must be >= 1", param_hint=flag)
+    try:
+        run_demo(DemoSettings(run_dir, epochs, budget, threads), console)
+    except RuntimeUnavailableError as error:
+        raise click.UsageError(str(error)) from None
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--pick", "choice", default="most-accurate", show_default=True,
+              help="most-accurate, knee, smallest, a constraint such as 'latency_ms <= 5', "
+              "or a config as JSON.")  # fmt: skip
+@click.option("--format", "fmt", default="onnx", show_default=True, help="pt, torchscript, onnx.")
+@click.option("--int8", is_flag=True, help="Also an INT8 model (ONNX Runtime static quantization).")
+@click.option("--threads", default=1, show_default=True, help="Threads for the latency figure.")
+@click.option("--out", help="Output folder (default RUN_DIR/exports/PICK-FORMAT).")
+def export_command(run_dir: str, choice: str, fmt: str, int8: bool, threads: int,
+                   out: str | None) -> None:  # fmt: skip
+    """Export a Pareto sub-network of RUN_DIR's search with a model card of measured figures."""
+    from onefit.deploy import ExportError, PickError, export
+    from onefit.training import CheckpointError
+
+    if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+        raise click.UsageError(
+            f"{run_dir}: no such checkpoint file (checkpoints/last.pt); pass a run directory "
+            f"made by onefit train"
+        )
+    try:
+        result = export(run_dir, choice, format=fmt, int8=int8, out=out, threads=threads)
+    except CheckpointError as error:
+        raise click.ClickException(str(error)) from None
+    except (ExportError, PickError, ValueError, TypeError) as error:
+        raise click.UsageError(str(error)) from None
+    card = result.card
+    accuracy = ", ".join(f"{k} {v:.4f}" for k, v in card["accuracy"].items()
+                         if isinstance(v, float) and "drop" not in k)  # fmt: skip
+    latency = card["latency"]
+    console.print(
+        f"{card['pick']}: {accuracy}; {latency['median_ms']:.3f} ms on "
+        f"{latency['profile']['runtime']}; {card['macs'] / 1e6:.2f} MMACs"
+    )
+    console.print(f"wrote {result.model_path} and {result.folder / 'model_card.json'}")
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", help="Output folder (default RUN_DIR/report).")
+def report_command(run_dir: str, out: str | None) -> None:
+    """Write RUN_DIR/report/index.html: Pareto fronts, training curves, tables."""
+    from onefit.deploy.report import write_report
+
+    try:
+        page = write_report(run_dir, out)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    console.print(f"report: {page}")
 
 
 def main() -> None:

@@ -124,6 +124,11 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.indices)
 
+    @property
+    def divisor(self) -> float:
+        """What stored pixel values are divided by before normalizing (255 for uint8)."""
+        return self._divisor
+
     def _normalize(self, stored: torch.Tensor) -> torch.Tensor:
         return (stored.to(torch.float32) / self._divisor - self._mean) / self._std
 

@@ -20,8 +20,9 @@ from onefit.metrics.runtimes.base import Runtime, RuntimeUnavailableError
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
-    """The ONNX model (bytes) of ``model`` traced on ``example``.
+def export_onnx(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> bytes:
+    """The ONNX model (bytes) of ``model`` traced on ``example``; input ``input``, output
+    ``output``, and with ``dynamic_batch`` any batch size.
 
     Uses the TorchScript-based exporter, which takes well under a second for these
     models (the dynamo exporter takes several), and falls back to the dynamo exporter
@@ -33,17 +34,23 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the older exporter warns that it is deprecated
         try:
-            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=17)  # type: ignore[arg-type]
+            axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
+            torch.onnx.export(
+                model, (example,), buffer, dynamo=False, opset_version=17,  # type: ignore[arg-type]
+                input_names=["input"], output_names=["output"], dynamic_axes=axes,
+            )  # fmt: skip
             return buffer.getvalue()
         except (TypeError, RuntimeError, NotImplementedError):
-            program = torch.onnx.export(model, (example,), dynamo=True)
+            shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+            program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes,
+                                        input_names=["input"], output_names=["output"])  # fmt: skip
             assert program is not None
             return bytes(program.model_proto.SerializeToString())
 
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
-    install_hint = 'pip install "onefit[onnx]" (onnxruntime, or onnxruntime-gpu for CUDA)'
+    install_hint = "pip install onnxruntime (or onnxruntime-gpu for CUDA)"
 
     def available(self) -> bool:
         return importlib.util.find_spec("onnxruntime") is not None

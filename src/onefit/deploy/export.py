@@ -1,0 +1,296 @@
+"""Export a picked sub-network as a deployable file with a model card of measured figures.
+
+Steps: load the trained supernet and its data split; choose the config (see
+:mod:`onefit.deploy.picks`); recalibrate batch norm for that config on training batches;
+extract the static model and check it computes what the supernet computes; measure its
+accuracy, parameters, MACs and latency; write the model and ``model_card.json``.
+
+Formats:
+
+- ``pt``: a dict with the state dict, the config and the supernet it came from, loadable
+  with ``torch.load(weights_only=True)``; :func:`load_exported` rebuilds the module;
+- ``torchscript``: ``torch.jit.script`` of the model (runs without onefit);
+- ``onnx``: ONNX (opset 17, any batch size), checked against PyTorch in ONNX Runtime;
+  with ``int8=True`` also ONNX Runtime static quantization (QDQ, per-channel weights)
+  calibrated on training batches, with its accuracy and latency.
+
+Example:
+    >>> import onefit, tempfile
+    >>> run = tempfile.mkdtemp()
+    >>> _ = onefit.train(epochs=1, run_dir=run, progress=False, strategy="sorted",
+    ...                  supernet_kwargs={"depths": [1], "kernel_sizes": [3],
+    ...                                   "expand_ratios": [3], "width_mult": 0.5})
+    >>> net = onefit.load_supernet(run)
+    >>> result = export(run, dict(net.space.smallest()), format="pt", latency_repeats=3)
+    >>> card = result.card
+    >>> card["macs"] == net.macs(net.space.smallest()), card["format"]
+    (True, 'pt')
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import onefit
+from onefit.data import DataSplits
+from onefit.deploy.picks import NAMED_PICKS, SearchRecord, load_search, pick
+from onefit.metrics.device import DeviceProfile
+from onefit.metrics.latency import LatencyResult, measure_latency, time_runs, torch_threads
+from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
+from onefit.search.supernet import run_data
+from onefit.space import ArchConfig
+from onefit.supernets import Supernet, create_supernet
+from onefit.training.bn import recalibrate_bn, resize
+from onefit.training.checkpoint import load_supernet
+from onefit.training.evaluate import evaluate_model
+
+FORMATS = ("pt", "torchscript", "onnx")
+FILE_NAMES = {"pt": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+EXPORT_FORMAT = "onefit-export/1"
+# Largest |supernet - exported| allowed on the same input.
+TOLERANCE = 1e-4
+
+
+class ExportError(ValueError):
+    """The export cannot be made as asked (bad format, a check that failed...)."""
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    model_path: Path
+    card: dict[str, Any]
+
+
+def _batches(
+    x: torch.Tensor, y: torch.Tensor, size: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(y), size)]
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "config"
+
+
+def prepare_model(
+    net: Supernet, config: ArchConfig, data: DataSplits, bn_batches: int
+) -> tuple[nn.Module, float]:
+    """Recalibrated static model of ``config`` and its max |difference| from the supernet."""
+    resolution = int(config["r"])
+    x_train, y_train = data.train_tensors()
+    net.set_active(config)
+    # Recalibrate in the supernet, so the supernet and the export share the statistics.
+    recalibrate_bn(
+        net, _batches(x_train, y_train, 128), num_batches=bn_batches, resolution=resolution
+    )
+    model = net.extract(config)
+    x_val, _ = data.val_tensors()
+    probe = resize(x_val[:16], resolution)
+    with torch.no_grad():
+        difference = float((net.eval()(probe) - model(probe)).abs().max())
+    if difference > TOLERANCE:
+        raise ExportError(f"exported model differs from the supernet by {difference:.2e}")
+    return model, difference
+
+
+def load_exported(path: str | Path) -> nn.Module:
+    """Rebuild a model saved with ``format="pt"`` (needs onefit; TorchScript/ONNX do not)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"{path} is not a onefit export ({EXPORT_FORMAT})")
+    spec = state["supernet"]
+    net = create_supernet(spec["name"], **spec["kwargs"])
+    model = net.extract(ArchConfig.from_json(state["config"]))
+    model.load_state_dict(state["state_dict"], strict=True)
+    return model.eval()
+
+
+def _onnx_session(path: Path, threads: int = 1) -> Any:
+    return OnnxRuntime().session(path.read_bytes(), "cpu", threads)
+
+
+def _onnx_accuracy(session: Any, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                   resolution: int) -> float:  # fmt: skip
+    correct = total = 0
+    for x, y in batches:
+        (logits,) = session.run(None, {"input": resize(x, resolution).numpy()})
+        correct += int((np.argmax(logits, axis=1) == y.numpy()).sum())
+        total += len(y)
+    return correct / total
+
+
+def _onnx_latency(path: Path, shape: tuple[int, ...], threads: int, repeats: int) -> LatencyResult:
+    session = _onnx_session(path, threads)
+    feed = {"input": np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)}
+    samples = time_runs(lambda: session.run(None, feed), "cpu", warmup=10, repeats=repeats)
+    profile = DeviceProfile.detect(runtime="onnxruntime", threads=threads, batch_size=1)
+    return LatencyResult.from_samples(samples, profile)
+
+
+def quantize_int8(fp32: Path, int8: Path, data: DataSplits, resolution: int, batches: int) -> None:
+    """ONNX Runtime static INT8 quantization (QDQ), calibrated on training batches."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, images: list[torch.Tensor]) -> None:
+            self.items: Iterator[dict[str, np.ndarray]] = iter(
+                {"input": image.numpy()} for image in images
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    x_train, _ = data.train_tensors()
+    calibration = [resize(x_train[i : i + 32], resolution) for i in range(0, 32 * batches, 32)]
+    quantize_static(
+        str(fp32),
+        str(int8),
+        Reader(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
+    )
+
+
+def export(
+    run_dir: str | Path,
+    choice: str | Mapping[str, Any] = "most-accurate",
+    *,
+    format: str = "onnx",
+    int8: bool = False,
+    out: str | Path | None = None,
+    threads: int = 1,
+    bn_batches: int = 10,
+    latency_repeats: int = 50,
+    calibration_batches: int = 8,
+) -> ExportResult:
+    """Export the sub-network ``choice`` of the run in ``run_dir`` (see the module doc).
+
+    ``out`` defaults to ``RUN_DIR/exports/<pick>-<format>``. Latency is measured with
+    ``threads`` threads at batch 1 on ONNX Runtime for ``onnx``, else PyTorch eager.
+    """
+    if format not in FORMATS:
+        raise ExportError(f"unknown format {format!r}; choose one of {list(FORMATS)}")
+    if int8 and format != "onnx":
+        raise ExportError("--int8 is made with ONNX Runtime: use it with --format onnx")
+    run_dir = Path(run_dir)
+    net = load_supernet(run_dir)
+    needs_search = isinstance(choice, str) and not choice.strip().startswith("{")
+    record = load_search(run_dir) if needs_search else SearchRecord([], {}, [])
+    label, raw_config = pick(record, choice)
+    config = net.space.validate(raw_config)
+    data = run_data(run_dir)
+    model, difference = prepare_model(net, config, data, bn_batches)
+    resolution = int(config["r"])
+    shape = net.input_shape(config)
+    folder = Path(out) if out else run_dir / "exports" / f"{_slug(label)}-{format}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / FILE_NAMES[format]
+    x_val, y_val = data.val_tensors()
+    val = _batches(x_val, y_val, 256)
+    accuracy: dict[str, Any] = {"split": "validation", "samples": len(y_val)}
+    accuracy["fp32"] = evaluate_model(model, val, resolution=resolution)["accuracy"]
+    checks: dict[str, Any] = {"max_abs_diff_vs_supernet": difference}
+    files = {"model": path.name}
+
+    if format == "pt":
+        torch.save(
+            {
+                "format": EXPORT_FORMAT,
+                "supernet": net.spec,
+                "config": config.to_json(),
+                "state_dict": model.state_dict(),
+            },
+            path,
+        )
+        latency = measure_latency(model, shape, threads=threads, repeats=latency_repeats)
+    elif format == "torchscript":
+        torch.jit.script(model).save(str(path))
+        latency = measure_latency(model, shape, threads=threads, repeats=latency_repeats)
+    else:
+        example = torch.zeros(1, *shape)
+        path.write_bytes(export_onnx(model, example, dynamic_batch=True))
+        session = _onnx_session(path)
+        probe = resize(x_val[:8], resolution)
+        (onnx_out,) = session.run(None, {"input": probe.numpy()})
+        with torch.no_grad():
+            checks["onnx_max_abs_diff_vs_pytorch"] = float(
+                np.abs(onnx_out - model(probe).numpy()).max()
+            )
+        if checks["onnx_max_abs_diff_vs_pytorch"] > TOLERANCE:
+            raise ExportError(
+                f"ONNX output differs from PyTorch by {checks['onnx_max_abs_diff_vs_pytorch']:.2e}"
+            )
+        accuracy["onnx_fp32"] = _onnx_accuracy(session, val, resolution)
+        with torch_threads(threads):
+            latency = _onnx_latency(path, shape, threads, latency_repeats)
+        if int8:
+            int8_path = folder / "model_int8.onnx"
+            quantize_int8(path, int8_path, data, resolution, calibration_batches)
+            files["model_int8"] = int8_path.name
+            accuracy["int8"] = _onnx_accuracy(_onnx_session(int8_path), val, resolution)
+            accuracy["int8_drop"] = accuracy["onnx_fp32"] - accuracy["int8"]
+            int8_latency = _onnx_latency(int8_path, shape, threads, latency_repeats)
+
+    cost = net.cost(config)
+    card: dict[str, Any] = {
+        "onefit_version": onefit.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source_run": str(run_dir.resolve()),
+        "pick": label,
+        "format": format,
+        "files": files,
+        "supernet": net.spec,
+        "config": dict(config),
+        "input": {
+            "shape": [1, *shape],
+            "layout": "NCHW",
+            "dtype": "float32",
+            "preprocessing": {
+                "resize_to": [resolution, resolution],
+                "divide_by": data.train.divisor,
+                "mean": list(data.mean),
+                "std": list(data.std),
+                "formula": "(pixels / divide_by - mean) / std, per channel",
+            },
+        },
+        "classes": list(data.classes),
+        "params": cost.params,
+        "macs": cost.macs,
+        "accuracy": accuracy,
+        "latency": {
+            "median_ms": latency.median_ms,
+            "iqr_ms": latency.iqr_ms,
+            "repeats": len(latency.samples_ms),
+            "profile": latency.profile.to_dict(),
+        },
+        "checks": checks,
+    }
+    if int8:
+        card["latency_int8"] = {
+            "median_ms": int8_latency.median_ms,
+            "iqr_ms": int8_latency.iqr_ms,
+            "repeats": len(int8_latency.samples_ms),
+            "profile": int8_latency.profile.to_dict(),
+        }
+    (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return ExportResult(folder, path, card)
+
+
+__all__ = ["FORMATS", "NAMED_PICKS", "ExportError", "ExportResult", "export", "load_exported"]

@@ -1,0 +1,131 @@
+"""Choosing sub-networks from a run's search results.
+
+A *pick* is one of:
+
+- ``"most-accurate"``: the Pareto sub-network with the best accuracy;
+- ``"smallest"``: the one with the lowest cost (the search's cost objective);
+- ``"knee"``: the Pareto point farthest from the straight line between those two
+  (objectives normalized), where giving up accuracy starts to buy little cost;
+- a constraint string such as ``"latency_ms <= 5"`` (several joined by ``and``): the
+  most accurate Pareto sub-network that satisfies it;
+- a config: a mapping or its JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onefit.search.constraints import parse_constraint
+from onefit.search.pareto import pareto_mask, to_minimization
+from onefit.search.store import Evaluation, ResultStore, StoreError
+
+NAMED_PICKS = ("most-accurate", "smallest", "knee")
+
+
+class PickError(ValueError):
+    """No search results to pick from, or nothing satisfies the pick."""
+
+
+@dataclass
+class SearchRecord:
+    """A finished search of a run: its evaluations, objectives and Pareto set."""
+
+    history: list[Evaluation]
+    objectives: dict[str, str]
+    pareto: list[Evaluation]
+
+    @property
+    def cost(self) -> str:
+        """The first minimized objective (latency, MACs...)."""
+        costs = [n for n, sense in self.objectives.items() if sense == "min"]
+        return costs[0] if costs else "macs"
+
+
+def load_search(run_dir: str | Path, run_name: str = "search") -> SearchRecord:
+    """Read ``RUN_DIR/search/results.db`` and recompute its feasible Pareto set."""
+    path = Path(run_dir) / "search" / "results.db"
+    if not path.is_file():
+        raise PickError(f"{path} not found: run `onefit search {run_dir}` first")
+    with ResultStore(path) as store:
+        try:
+            run = store.run_id(run_name)
+        except StoreError as error:
+            raise PickError(str(error)) from None
+        settings = json.loads(
+            store.db.execute("SELECT settings FROM runs WHERE id = ?", (run,)).fetchone()[0]
+        )
+        history = store.history(run)
+    objectives = settings["objectives"]
+    constraints = [parse_constraint(c) for c in settings.get("constraints", [])]
+    feasible = [
+        e for e in history
+        if e.ok and all(c.violation(e.metrics) <= 0 for c in constraints if c.metric)
+    ]  # fmt: skip
+    if not feasible:
+        return SearchRecord(history, objectives, [])
+    mask = pareto_mask(to_minimization([e.metrics for e in feasible], objectives))
+    return SearchRecord(history, objectives, [e for e, keep in zip(feasible, mask) if keep])
+
+
+def _knee(record: SearchRecord) -> Evaluation:
+    front = sorted(record.pareto, key=lambda e: e.metrics[record.cost])
+    if len(front) <= 2:
+        return front[-1]
+    points = np.array([[e.metrics[record.cost], e.metrics["accuracy"]] for e in front])
+    low, high = points.min(axis=0), points.max(axis=0)
+    scaled = (points - low) / np.where(high > low, high - low, 1.0)
+    start, end = scaled[0], scaled[-1]
+    direction = (end - start) / max(np.linalg.norm(end - start), 1e-12)
+    offsets = scaled - start
+    distance = np.abs(offsets[:, 0] * direction[1] - offsets[:, 1] * direction[0])
+    return front[int(np.argmax(distance))]
+
+
+def pick(record: SearchRecord, choice: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(label, config) for ``choice`` (see the module docstring)."""
+    if isinstance(choice, Mapping):
+        return "config", dict(choice)
+    text = choice.strip()
+    if text.startswith("{"):
+        try:
+            return "config", dict(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise PickError(f"pick {choice!r} is not valid JSON: {error}") from None
+    if not record.pareto:
+        raise PickError("the search has no feasible sub-network to pick from")
+    if "accuracy" not in record.objectives and text in ("most-accurate", "knee"):
+        raise PickError(f"pick {text!r} needs an accuracy objective in the search")
+    if text == "most-accurate":
+        best = max(record.pareto, key=lambda e: e.metrics["accuracy"])
+    elif text == "smallest":
+        best = min(record.pareto, key=lambda e: e.metrics[record.cost])
+    elif text == "knee":
+        best = _knee(record)
+    else:
+        constraints = [parse_constraint(part) for part in text.split(" and ")]
+        for c in constraints:
+            if c.metric not in record.pareto[0].metrics:
+                raise PickError(
+                    f"pick {text!r} names {c.metric!r}; the search recorded "
+                    f"{sorted(record.pareto[0].metrics)}"
+                )
+        allowed = [
+            e for e in record.pareto if all(c.violation(e.metrics) <= 0 for c in constraints)
+        ]
+        if not allowed:
+            ranges = {c.metric: (min(e.metrics[c.metric] for e in record.pareto),
+                                 max(e.metrics[c.metric] for e in record.pareto))
+                      for c in constraints if c.metric}  # fmt: skip
+            raise PickError(
+                f"no Pareto sub-network satisfies {text!r}; the Pareto set spans {ranges}"
+            )
+        key = "accuracy" if "accuracy" in record.objectives else record.cost
+        best = max(allowed, key=lambda e: e.metrics[key]) if key == "accuracy" else min(
+            allowed, key=lambda e: e.metrics[key])  # fmt: skip
+    return text, dict(best.config)

@@ -1,0 +1,145 @@
+"""The quickstart behind ``onefit demo``: the whole pipeline on the embedded digits data.
+
+train a small supernet → build this CPU's latency table (ONNX Runtime, calibrated on a
+few whole sub-networks) → search accuracy against latency → export the smallest, the
+knee and the most accurate Pareto sub-networks as ONNX with model cards → write the
+report. Every stage writes into the run directory, and running it again resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from onefit.deploy.export import ExportResult, export
+from onefit.deploy.report import write_report
+from onefit.metrics.latency import measure_latency
+from onefit.metrics.lut import LatencyTable, build_latency_table
+from onefit.search.supernet import run_data, supernet_search
+from onefit.training.checkpoint import load_supernet
+from onefit.training.trainer import train
+
+# Small enough to train in about a minute on 2 CPU cores, large enough to have a front.
+DEMO_SUPERNET = {
+    "width_mult": 0.5,
+    "depths": [1, 2, 3],
+    "kernel_sizes": [3, 5],
+    "expand_ratios": [2, 3, 4],
+}
+PICKS = ("smallest", "knee", "most-accurate")
+
+
+@dataclass
+class DemoSettings:
+    run_dir: str = "runs/demo"
+    epochs: int = 6
+    budget: int = 30
+    threads: int = 1
+    calibration_configs: int = 8
+    progress: bool = True
+
+
+def _latency_table(run_dir: Path, settings: DemoSettings, console: Console) -> LatencyTable:
+    path = run_dir / "latency_table.json"
+    net = load_supernet(run_dir)
+    if path.is_file():
+        return LatencyTable.load(path, net=net)
+    table = build_latency_table(
+        net,
+        runtime="onnxruntime",
+        threads=settings.threads,
+        warmup=3,
+        repeats=30,
+        progress=settings.progress,
+    )
+    configs = [
+        net.space.smallest(),
+        net.space.largest(),
+        *net.space.sample_many(settings.calibration_configs - 2, seed=0),
+    ]
+    measured = [
+        measure_latency(
+            net.extract(c),
+            net.input_shape(c),
+            runtime="onnxruntime",
+            threads=settings.threads,
+            warmup=5,
+            repeats=30,
+        ).median_ms
+        for c in configs
+    ]
+    fit = table.calibrate(configs, measured)
+    table.save(path)
+    console.print(
+        f"latency table: {len(table.entries)} units, calibrated on {len(configs)} "
+        f"whole sub-networks (scale {fit['scale']:.2f}, offset {fit['offset']:.3f} ms)"
+    )
+    return table
+
+
+def run_demo(
+    settings: DemoSettings | None = None, console: Console | None = None
+) -> list[ExportResult]:
+    """Run (or resume) the quickstart; returns the three exports."""
+    settings = settings or DemoSettings()
+    console = console or Console()
+    run_dir = Path(settings.run_dir)
+    console.rule("1/5 train a supernet on the digits data (embedded, no download)")
+    train(
+        dataset="digits",
+        supernet="mobilenetv3",
+        supernet_kwargs=DEMO_SUPERNET,
+        strategy="sandwich",
+        epochs=settings.epochs,
+        batch_size=64,
+        lr=0.1,
+        run_dir=str(run_dir),
+        progress=settings.progress,
+        tensorboard=False,
+    )
+    console.rule("2/5 measure this CPU: latency table on ONNX Runtime")
+    table = _latency_table(run_dir, settings, console)
+    console.rule("3/5 search accuracy vs latency")
+    net = load_supernet(run_dir)
+    result = supernet_search(
+        net,
+        run_data(run_dir),
+        {"accuracy": "max", "latency_ms": "min"},
+        latency_table=table,
+        strategy="linas",
+        budget=settings.budget,
+        store=run_dir / "search" / "results.db",
+        progress=settings.progress,
+    )
+    console.print(
+        f"{len(result.history)} sub-networks evaluated, {len(result.pareto)} on the Pareto front"
+    )
+    console.rule("4/5 export three Pareto sub-networks as ONNX with model cards")
+    exports = [export(run_dir, choice, format="onnx", threads=settings.threads) for choice in PICKS]
+    console.rule("5/5 report")
+    page = write_report(run_dir)
+    _summary(exports, page, console)
+    return exports
+
+
+def _summary(exports: list[ExportResult], page: Path, console: Console) -> None:
+    table = Table(title="exported sub-networks (measured on this machine)")
+    for column in ("pick", "val accuracy", "ONNX Runtime ms (IQR)", "MMACs", "params", "file"):
+        table.add_column(column, justify="right")
+    for e in exports:
+        card: dict[str, Any] = e.card
+        latency = card["latency"]
+        table.add_row(
+            card["pick"],
+            f"{card['accuracy']['onnx_fp32']:.4f}",
+            f"{latency['median_ms']:.3f} ({latency['iqr_ms']:.3f})",
+            f"{card['macs'] / 1e6:.2f}",
+            f"{card['params']:,}",
+            str(e.model_path),
+        )
+    console.print(table)
+    console.print(f"model cards next to each model; report: {page}")

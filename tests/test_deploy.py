@@ -1,0 +1,169 @@
+"""The quickstart end to end, exports checked against re-measured figures, the report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import onefit
+from onefit.cli import cli
+from onefit.deploy import load_exported
+from onefit.metrics import measure_latency
+from onefit.metrics.runtimes import OnnxRuntime
+from onefit.search.supernet import run_data
+from onefit.training import resize
+
+PICKS = ("smallest", "knee", "most-accurate")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("demo") / "run"
+    result = CliRunner().invoke(
+        cli, ["demo", "--run-dir", str(run), "--epochs", "2", "--budget", "10"]
+    )
+    assert result.exit_code == 0, result.output
+    return run, result.output
+
+
+def session(path):
+    return OnnxRuntime().session(path.read_bytes(), "cpu", 1)
+
+
+def onnx_accuracy(path, config, data):
+    x, y = data.val_tensors()
+    (logits,) = session(path).run(None, {"input": resize(x, int(config["r"])).numpy()})
+    return float((np.argmax(logits, axis=1) == y.numpy()).mean())
+
+
+def test_demo_writes_every_stage(demo_run):
+    run, output = demo_run
+    for name in ("config.json", "metrics.jsonl", "checkpoints/last.pt", "latency_table.json",
+                 "search/results.db", "report/index.html", "report/training.png",
+                 "report/pareto_latency_ms.png"):  # fmt: skip
+        assert (run / name).is_file(), name
+    for pick in PICKS:
+        assert (run / "exports" / f"{pick}-onnx" / "model.onnx").is_file()
+        assert (run / "exports" / f"{pick}-onnx" / "model_card.json").is_file()
+    assert "exported sub-networks" in output and "report:" in output
+
+
+@pytest.mark.parametrize("pick", PICKS)
+def test_model_card_equals_remeasured_figures(demo_run, pick, tmp_path):
+    run, _ = demo_run
+    folder = run / "exports" / f"{pick}-onnx"
+    card = json.loads((folder / "model_card.json").read_text())
+    config = card["config"]
+    data = run_data(run)
+    # Accuracy of the exported ONNX file, re-measured in ONNX Runtime.
+    assert onnx_accuracy(folder / "model.onnx", config, data) == card["accuracy"]["onnx_fp32"]
+    # Parameters and MACs, re-counted on the same sub-network exported as a state dict.
+    pt = onefit.deploy.export(run, json.dumps(config), format="pt", out=tmp_path, latency_repeats=5)
+    model = load_exported(pt.model_path)
+    shape = tuple(card["input"]["shape"][1:])
+    counted = onefit.count(model, shape)
+    assert (counted.params, counted.macs) == (card["params"], card["macs"])
+    # The ONNX model computes what the PyTorch model computes.
+    x = resize(data.val_tensors()[0][:16], int(config["r"]))
+    (out,) = session(folder / "model.onnx").run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        assert np.abs(out - model(x).numpy()).max() <= 1e-4
+    # Latency: same profile, re-measured; stated tolerance: within a factor of 2 (shared CPU).
+    assert card["latency"]["profile"]["runtime"] == "onnxruntime"
+    again = measure_latency(model, shape, runtime="onnxruntime", threads=1, repeats=30)
+    assert 0.5 <= again.median_ms / card["latency"]["median_ms"] <= 2.0
+    assert card["checks"]["max_abs_diff_vs_supernet"] <= 1e-4
+    assert card["input"]["preprocessing"]["divide_by"] == 16.0  # digits pixels are 0..16
+
+
+def test_picks_are_ordered_along_the_front(demo_run):
+    run, _ = demo_run
+    cards = {p: json.loads((run / "exports" / f"{p}-onnx" / "model_card.json").read_text())
+             for p in PICKS}  # fmt: skip
+    record = onefit.deploy.load_search(run)
+    latency = {p: next(e.metrics["latency_ms"] for e in record.pareto
+                       if dict(e.config) == cards[p]["config"]) for p in PICKS}  # fmt: skip
+    assert latency["smallest"] <= latency["knee"] <= latency["most-accurate"]
+
+
+def test_int8_and_torchscript_exports(demo_run, tmp_path):
+    run, _ = demo_run
+    result = CliRunner().invoke(cli, ["export", str(run), "--pick", "most-accurate", "--int8",
+                                      "--out", str(tmp_path / "int8")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "int8" / "model_card.json").read_text())
+    assert 0 <= card["accuracy"]["int8"] <= 1 and "latency_int8" in card
+    assert card["accuracy"]["int8_drop"] == pytest.approx(
+        card["accuracy"]["onnx_fp32"] - card["accuracy"]["int8"]
+    )
+    data = run_data(run)
+    assert (
+        onnx_accuracy(tmp_path / "int8" / "model_int8.onnx", card["config"], data)
+        == (card["accuracy"]["int8"])
+    )
+    result = CliRunner().invoke(cli, ["export", str(run), "--pick", "smallest", "--format",
+                                      "torchscript", "--out", str(tmp_path / "ts")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scripted = torch.jit.load(str(tmp_path / "ts" / "model.torchscript.pt"))
+    card = json.loads((tmp_path / "ts" / "model_card.json").read_text())
+    x = torch.randn(2, *card["input"]["shape"][1:])
+    with torch.no_grad():
+        reference = load_exported(
+            onefit.deploy.export(run, json.dumps(card["config"]), format="pt",
+                                 out=tmp_path / "pt", latency_repeats=3).model_path
+        )(x)  # fmt: skip
+        assert torch.allclose(scripted(x), reference, atol=1e-5)
+
+
+def test_a_constraint_pick_takes_the_most_accurate_that_fits(demo_run, tmp_path):
+    run, _ = demo_run
+    record = onefit.deploy.load_search(run)
+    limit = float(np.median([e.metrics["latency_ms"] for e in record.pareto]))
+    _, config = onefit.deploy.pick(record, f"latency_ms <= {limit}")
+    fitting = [e for e in record.pareto if e.metrics["latency_ms"] <= limit]
+    assert dict(max(fitting, key=lambda e: e.metrics["accuracy"]).config) == config
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "{run}", "--format", "tflite"], "unknown format 'tflite'"),
+        (["export", "{run}", "--pick", "latency_ms <= "], "cannot parse constraint"),
+        (["export", "{run}", "--pick", "latency_ms <= 0"], "no Pareto sub-network satisfies"),
+        (["export", "{run}", "--format", "pt", "--int8"], "use it with --format onnx"),
+        (["export", "{missing}"], "no such checkpoint file"),
+        (["export", "{run}", "--bogus"], "No such option"),
+        (["report", "{missing}"], "is not a run directory"),
+    ],
+)
+def test_deploy_usage_errors(demo_run, tmp_path, args, message):
+    run, _ = demo_run
+    filled = [a.format(run=run, missing=tmp_path / "nowhere") for a in args]
+    result = CliRunner().invoke(cli, filled)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_report_renders_in_headless_chromium(demo_run, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    run, _ = demo_run
+    page = run / "report" / "index.html"
+    html = page.read_text()
+    assert "data:image/png;base64," in html and "<script" in html  # self-contained
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert 'data-rendered="yes"' in done.stdout, done.stderr[-2000:]
+    assert "Pareto front" in done.stdout
