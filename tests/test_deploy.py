@@ -79,7 +79,9 @@ def test_model_card_equals_remeasured_figures(demo_run, pick, tmp_path):
     again = measure_latency(model, shape, runtime="onnxruntime", threads=1, repeats=30)
     assert 0.5 <= again.median_ms / card["latency"]["median_ms"] <= 2.0
     assert card["checks"]["max_abs_diff_vs_supernet"] <= 1e-4
-    assert card["input"]["preprocessing"]["divide_by"] == 16.0  # digits pixels are 0..16
+    preprocessing = card["input"]["preprocessing"]
+    assert preprocessing["mean"] == list(data.mean) and preprocessing["std"] == list(data.std)
+    assert preprocessing["divide_by"] == data.train.divisor
 
 
 def test_picks_are_ordered_along_the_front(demo_run):

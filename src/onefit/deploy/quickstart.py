@@ -36,7 +36,7 @@ PICKS = ("smallest", "knee", "most-accurate")
 @dataclass
 class DemoSettings:
     run_dir: str = "runs/demo"
-    epochs: int = 6
+    epochs: int = 10
     budget: int = 30
     threads: int = 1
     calibration_configs: int = 8
@@ -128,8 +128,8 @@ def run_demo(
 
 def _summary(exports: list[ExportResult], page: Path, console: Console) -> None:
     table = Table(title="exported sub-networks (measured on this machine)")
-    for column in ("pick", "val accuracy", "ONNX Runtime ms (IQR)", "MMACs", "params", "file"):
-        table.add_column(column, justify="right")
+    for column in ("pick", "val accuracy", "ONNX Runtime ms (IQR)", "MMACs", "params", "folder"):
+        table.add_column(column, justify="right", no_wrap=True)
     for e in exports:
         card: dict[str, Any] = e.card
         latency = card["latency"]
@@ -139,7 +139,8 @@ def _summary(exports: list[ExportResult], page: Path, console: Console) -> None:
             f"{latency['median_ms']:.3f} ({latency['iqr_ms']:.3f})",
             f"{card['macs'] / 1e6:.2f}",
             f"{card['params']:,}",
-            str(e.model_path),
+            e.folder.name,
         )
     console.print(table)
-    console.print(f"model cards next to each model; report: {page}")
+    folder = exports[0].folder.parent if exports else page.parent
+    console.print(f"models and model cards in {folder}/; report: {page}")

@@ -74,7 +74,7 @@ def pareto_figure(
         color="tab:red",
         label=f"Pareto set ({len(front)})",
     )
-    by_config = {json.dumps(e.config, sort_keys=True): e for e in ok}
+    by_config = {json.dumps(dict(e.config), sort_keys=True): e for e in ok}
     for card in exports:
         match = by_config.get(json.dumps(card["config"], sort_keys=True))
         if match is not None:
@@ -192,7 +192,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
             sections.append(_image(figure, f"accuracy vs {cost}"))
         shown = [c for c in ("accuracy", *COSTS) if c in recorded]
         rows = [
-            [json.dumps(e.config, sort_keys=True)[:80], *(_fmt(e.metrics[c]) for c in shown)]
+            [e.config.to_json()[:80], *(_fmt(e.metrics[c]) for c in shown)]
             for e in sorted(record.pareto, key=lambda e: -e.metrics.get("accuracy", 0))
         ]
         failed = sum(not e.ok for e in record.history)
