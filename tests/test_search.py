@@ -64,6 +64,7 @@ def test_strategy_respects_budget_never_repeats_and_is_reproducible(strategy, n_
     if strategy != "sorted":  # sorted evaluates its nested chain only
         assert len(calls) == 20
     assert len(set(calls)) == len(calls)
+    assert result.timings["repeated_proposals"] == 0  # every proposal was new
     assert [e.config for e in result.history] == calls
     again, _ = run(strategy, objectives, budget=20)
     assert [e.config for e in again.history] == calls

@@ -68,6 +68,18 @@ def test_cli_profile_then_search_with_latency_table(run_dir, tmp_path):
     )
 
 
+def test_measured_latency_and_memory_evaluators(run_dir):
+    result = search_run(run_dir, {"accuracy": "max", "peak_memory_bytes": "min"}, budget=3,
+                        strategy="random", measure_runtime="eager", measure_memory=True,
+                        progress=False)  # fmt: skip
+    net = onefit.load_supernet(run_dir)
+    for e in result.history:
+        assert e.metrics["measured_latency_ms"] > 0
+        model = net.extract(e.config)
+        expected = onefit.metrics.peak_memory(model, net.input_shape(e.config)).peak_bytes
+        assert e.metrics["peak_memory_bytes"] == expected
+
+
 def test_a_latency_table_built_in_memory_for_the_same_supernet_is_used(run_dir):
     net = onefit.load_supernet(run_dir)
     table = onefit.metrics.build_latency_table(net, warmup=0, repeats=1, progress=False)

@@ -19,6 +19,9 @@ from onefit.training import TrainConfig, TrainResult, list_strategies, load_supe
 
 __version__ = "0.1.0"
 
+# Subpackages used as onefit.metrics..., onefit.predictors..., onefit.deploy...
+from onefit import deploy, metrics, predictors
+
 __all__ = [
     "ArchConfig",
     "Cost",
@@ -33,6 +36,7 @@ __all__ = [
     "__version__",
     "count",
     "create_supernet",
+    "deploy",
     "flatten_lists",
     "from_tensors",
     "list_datasets",
@@ -41,7 +45,9 @@ __all__ = [
     "list_supernets",
     "load_dataset",
     "load_supernet",
+    "metrics",
     "nest_lists",
+    "predictors",
     "register_supernet",
     "search",
     "train",

@@ -392,7 +392,7 @@ def _parse_objectives(specs: tuple[str, ...]) -> dict[str, str]:
     "--objective", "objective_specs", multiple=True, default=("accuracy:max", "macs:min"),
     show_default=True, metavar="NAME:min|max",
     help="Repeatable. Metrics: accuracy, loss, macs, params, latency_ms (with --lut), "
-    "measured_latency_ms (with --measure-runtime).",
+    "measured_latency_ms (with --measure-runtime), peak_memory_bytes (--measure-memory).",
 )  # fmt: skip
 @click.option("--constraint", "constraints", multiple=True, metavar="EXPR",
               help="E.g. 'macs <= 20e6'; repeatable.")  # fmt: skip
@@ -403,6 +403,7 @@ def _parse_objectives(specs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--lut", type=click.Path(dir_okay=False), help="Latency table from onefit profile.")
 @click.option("--measure-runtime", help="Also time each sub-network on this runtime.")
+@click.option("--measure-memory", is_flag=True, help="Also measure peak inference memory.")
 @click.option("--out", help="Output folder (default RUN_DIR/search).")
 @click.option("--run-name", default="search", show_default=True, help="Name in the store.")
 def search_command(
@@ -415,6 +416,7 @@ def search_command(
     seed: int,
     lut: str | None,
     measure_runtime: str | None,
+    measure_memory: bool,
     out: str | None,
     run_name: str,
 ) -> None:
@@ -439,7 +441,8 @@ def search_command(
     try:
         result = search_run(
             run_dir, objectives, latency_table=lut, constraints=list(constraints),
-            measure_runtime=measure_runtime, strategy=strategy, budget=budget,
+            measure_runtime=measure_runtime, measure_memory=measure_memory, strategy=strategy,
+            budget=budget,
             batch_size=batch_size, seed=seed, store=folder / "results.db", run_name=run_name,
         )  # fmt: skip
     except (CheckpointError, LatencyTableError, StoreError) as error:

@@ -1,5 +1,6 @@
 """Deployment: pick sub-networks from a search, export them with model cards, report."""
 
+from onefit.deploy import report
 from onefit.deploy.export import FORMATS, ExportError, ExportResult, export, load_exported
 from onefit.deploy.picks import NAMED_PICKS, PickError, SearchRecord, load_search, pick
 
@@ -14,4 +15,5 @@ __all__ = [
     "load_exported",
     "load_search",
     "pick",
+    "report",
 ]

@@ -45,7 +45,8 @@ class SearchResult:
     hypervolume: float
     objectives: dict[str, str]
     store: Path | None
-    # Wall seconds of this call, seconds spent inside evaluate, and ask/evaluate rounds.
+    # Wall seconds of this call, seconds spent inside evaluate, ask/evaluate rounds, and
+    # proposals the strategy repeated (dropped before evaluation; 0 for every built-in one).
     timings: dict[str, float] = field(default_factory=dict)
 
     def plot(self, path: str | Path, x: str | None = None, y: str | None = None) -> Path:
@@ -249,14 +250,15 @@ def search(
     required = [m for m in objectives if m not in cheap]
     required += [c.metric for c in parsed if c.metric and c.metric not in cheap]
     evaluator = _Evaluator(evaluate, workers, executor, ray_address)
-    started, evaluate_seconds, rounds = time.perf_counter(), 0.0, 0
+    started, evaluate_seconds, rounds, repeated = time.perf_counter(), 0.0, 0, 0
     try:
         with _progress(progress, budget, len(history)) as advance:
             while len(history) < budget:
-                batch = searcher.ask(min(batch_size, budget - len(history)), set(seen))
+                proposed = searcher.ask(min(batch_size, budget - len(history)), set(seen))
                 batch = [
-                    c for c in dict.fromkeys(space.validate(c) for c in batch) if c not in seen
+                    c for c in dict.fromkeys(space.validate(c) for c in proposed) if c not in seen
                 ]
+                repeated += len(proposed) - len(batch)  # a strategy bug if ever > 0
                 if not batch:
                     break  # the strategy has nothing new: the space or its chain is exhausted
                 seen.update(batch)
@@ -287,7 +289,8 @@ def search(
         results.close()
     result = summarize(problem, history, Path(store) if store is not None else None)
     result.timings = {"wall_seconds": time.perf_counter() - started,
-                      "evaluate_seconds": evaluate_seconds, "rounds": rounds}  # fmt: skip
+                      "evaluate_seconds": evaluate_seconds, "rounds": rounds,
+                      "repeated_proposals": repeated}  # fmt: skip
     return result
 
 

@@ -8,7 +8,9 @@ Metrics a supernet search can use:
 - ``latency_ms`` (cheap, predicted): from a latency lookup table built for this
   supernet (``onefit profile``), recorded as ``predicted`` with the table's profile;
 - ``measured_latency_ms`` (expensive): the sub-network timed on a runtime, recorded as
-  ``measured`` with its device profile.
+  ``measured`` with its device profile;
+- ``peak_memory_bytes`` (expensive, ``measure_memory=True``): weights + input + peak
+  live activations of one eager inference (see :mod:`onefit.metrics.memory`).
 
 Example:
     >>> import onefit, tempfile
@@ -35,6 +37,7 @@ from onefit.data import DataSplits, load_dataset
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import measure_latency
 from onefit.metrics.lut import LatencyTable, LatencyTableError
+from onefit.metrics.memory import peak_memory
 from onefit.search.constraints import ConstraintFn
 from onefit.search.runner import SearchResult, search
 from onefit.search.strategies.base import CheapFn
@@ -78,6 +81,7 @@ def supernet_search(
     constraints: Sequence[str | ConstraintFn] | None = None,
     latency_table: LatencyTable | None = None,
     measure_runtime: str | None = None,
+    measure_memory: bool = False,
     bn_batches: int = 10,
     batch_size: int = 256,
     **search_kwargs: Any,
@@ -102,9 +106,13 @@ def supernet_search(
             timed = measure_latency(net.extract(config), net.input_shape(config),
                                     runtime=measure_runtime)  # fmt: skip
             metrics["measured_latency_ms"] = timed.median_ms
+        if measure_memory:
+            memory = peak_memory(net.extract(config), net.input_shape(config))
+            metrics["peak_memory_bytes"] = float(memory.peak_bytes)
         return metrics
 
     returned = ["accuracy", "loss"] + (["measured_latency_ms"] if measure_runtime else [])
+    returned += ["peak_memory_bytes"] if measure_memory else []
     if measure_runtime is not None:
         profiles["measured_latency_ms"] = DeviceProfile.detect(runtime=measure_runtime).to_dict()
     unknown = set(objectives) - set(cheap) - set(returned)
