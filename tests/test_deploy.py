@@ -74,24 +74,47 @@ def test_model_card_equals_remeasured_figures(demo_run, pick, tmp_path):
     (out,) = session(folder / "model.onnx").run(None, {"input": x.numpy()})
     with torch.no_grad():
         assert np.abs(out - model(x).numpy()).max() <= 1e-4
-    # Latency: same profile, re-measured; stated tolerance: within a factor of 2 (shared CPU).
+    # Latency: same profile, re-measured; stated tolerance: within a factor of 3 (a shared
+    # CPU drifts between measurements taken minutes apart).
     assert card["latency"]["profile"]["runtime"] == "onnxruntime"
     again = measure_latency(model, shape, runtime="onnxruntime", threads=1, repeats=30)
-    assert 0.5 <= again.median_ms / card["latency"]["median_ms"] <= 2.0
+    assert 1 / 3 <= again.median_ms / card["latency"]["median_ms"] <= 3.0
+    # The card's accuracy is the one the search chose it by (same BN recalibration).
+    searched = next(e for e in onefit.deploy.load_search(run).history
+                    if dict(e.config) == config)  # fmt: skip
+    assert card["accuracy"]["fp32"] == searched.metrics["accuracy"]
     assert card["checks"]["max_abs_diff_vs_supernet"] <= 1e-4
     preprocessing = card["input"]["preprocessing"]
     assert preprocessing["mean"] == list(data.mean) and preprocessing["std"] == list(data.std)
     assert preprocessing["divide_by"] == data.train.divisor
 
 
-def test_picks_are_ordered_along_the_front(demo_run):
+def test_picks_are_the_ends_and_the_knee_of_the_front(demo_run):
     run, _ = demo_run
     cards = {p: json.loads((run / "exports" / f"{p}-onnx" / "model_card.json").read_text())
              for p in PICKS}  # fmt: skip
-    record = onefit.deploy.load_search(run)
-    latency = {p: next(e.metrics["latency_ms"] for e in record.pareto
-                       if dict(e.config) == cards[p]["config"]) for p in PICKS}  # fmt: skip
-    assert latency["smallest"] <= latency["knee"] <= latency["most-accurate"]
+    front = sorted(onefit.deploy.load_search(run).pareto, key=lambda e: e.metrics["latency_ms"])
+    assert cards["smallest"]["config"] == dict(front[0].config)
+    assert cards["most-accurate"]["config"] == dict(
+        max(front, key=lambda e: e.metrics["accuracy"]).config
+    )
+    # The knee, computed here independently: the largest drop below the chord between the
+    # two ends, both axes scaled to [0, 1].
+    xs = np.array([e.metrics["latency_ms"] for e in front])
+    ys = np.array([e.metrics["accuracy"] for e in front])
+    xs, ys = (xs - xs.min()) / np.ptp(xs), (ys - ys.min()) / np.ptp(ys)
+    chord = ys[0] + (ys[-1] - ys[0]) * (xs - xs[0]) / (xs[-1] - xs[0])
+    knee = front[int(np.argmax(ys - chord))]
+    assert cards["knee"]["config"] == dict(knee.config)
+
+
+def test_demo_resumes_without_redoing_finished_stages(demo_run):
+    run, _ = demo_run
+    before = onefit.deploy.load_search(run).history
+    result = CliRunner().invoke(cli, ["demo", "--run-dir", str(run), "--epochs", "2",
+                                      "--budget", "10"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert onefit.deploy.load_search(run).history == before
 
 
 def test_int8_and_torchscript_exports(demo_run, tmp_path):
@@ -141,6 +164,8 @@ def test_a_constraint_pick_takes_the_most_accurate_that_fits(demo_run, tmp_path)
         (["export", "{run}", "--format", "pt", "--int8"], "use it with --format onnx"),
         (["export", "{missing}"], "no such checkpoint file"),
         (["export", "{run}", "--bogus"], "No such option"),
+        (["export", "{run}", "--threads", "0"], "0 is not in the range x>=1"),
+        (["demo", "--run-dir", "{run}", "--epochs", "3", "--budget", "10"], "planned"),
         (["report", "{missing}"], "is not a run directory"),
     ],
 )

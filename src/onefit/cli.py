@@ -486,15 +486,22 @@ def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
     the knee and the most accurate Pareto sub-networks as ONNX with model cards, and
     writes RUN_DIR/report/index.html. Running it again resumes every stage.
     """
-    from onefit.deploy.quickstart import DemoSettings, run_demo
+    from onefit.deploy import ExportCheckError
+    from onefit.deploy.quickstart import DemoInterrupted, DemoSettings, run_demo
     from onefit.metrics import RuntimeUnavailableError
+    from onefit.training import CheckpointError, TrainingError
 
     for flag, value in (("--epochs", epochs), ("--budget", budget), ("--threads", threads)):
         if value < 1:
             raise click.BadParameter("must be >= 1", param_hint=flag)
     try:
         run_demo(DemoSettings(run_dir, epochs, budget, threads), console)
-    except RuntimeUnavailableError as error:
+    except DemoInterrupted as error:
+        console.print(str(error))
+        raise SystemExit(130) from None
+    except (TrainingError, CheckpointError, ExportCheckError) as error:
+        raise click.ClickException(str(error)) from None
+    except (ValueError, TypeError, RuntimeUnavailableError) as error:
         raise click.UsageError(str(error)) from None
 
 
@@ -505,12 +512,15 @@ def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
               "or a config as JSON.")  # fmt: skip
 @click.option("--format", "fmt", default="onnx", show_default=True, help="pt, torchscript, onnx.")
 @click.option("--int8", is_flag=True, help="Also an INT8 model (ONNX Runtime static quantization).")
-@click.option("--threads", default=1, show_default=True, help="Threads for the latency figure.")
+@click.option(
+    "--threads", default=1, show_default=True, type=click.IntRange(min=1),
+    help="Threads for the latency figure.",
+)  # fmt: skip
 @click.option("--out", help="Output folder (default RUN_DIR/exports/PICK-FORMAT).")
 def export_command(run_dir: str, choice: str, fmt: str, int8: bool, threads: int,
                    out: str | None) -> None:  # fmt: skip
     """Export a Pareto sub-network of RUN_DIR's search with a model card of measured figures."""
-    from onefit.deploy import ExportError, PickError, export
+    from onefit.deploy import ExportCheckError, ExportError, PickError, export
     from onefit.training import CheckpointError
 
     if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
@@ -520,7 +530,7 @@ def export_command(run_dir: str, choice: str, fmt: str, int8: bool, threads: int
         )
     try:
         result = export(run_dir, choice, format=fmt, int8=int8, out=out, threads=threads)
-    except CheckpointError as error:
+    except (CheckpointError, ExportCheckError) as error:
         raise click.ClickException(str(error)) from None
     except (ExportError, PickError, ValueError, TypeError) as error:
         raise click.UsageError(str(error)) from None

@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -45,9 +46,15 @@ import onefit
 from onefit.data import DataSplits
 from onefit.deploy.picks import NAMED_PICKS, SearchRecord, load_search, pick
 from onefit.metrics.device import DeviceProfile
-from onefit.metrics.latency import LatencyResult, measure_latency, time_runs, torch_threads
+from onefit.metrics.latency import (
+    LatencyResult,
+    check_timing_settings,
+    measure_latency,
+    time_runs,
+    torch_threads,
+)
 from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
-from onefit.search.supernet import run_data
+from onefit.search.supernet import CALIBRATION_BATCH, run_data
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet, create_supernet
 from onefit.training.bn import recalibrate_bn, resize
@@ -62,7 +69,11 @@ TOLERANCE = 1e-4
 
 
 class ExportError(ValueError):
-    """The export cannot be made as asked (bad format, a check that failed...)."""
+    """The export cannot be made as asked (unknown format, --int8 without ONNX...)."""
+
+
+class ExportCheckError(RuntimeError):
+    """An exported model failed a check (it does not compute what the supernet does)."""
 
 
 @dataclass
@@ -78,8 +89,13 @@ def _batches(
     return [(x[i : i + size], y[i : i + size]) for i in range(0, len(y), size)]
 
 
-def _slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "config"
+def _slug(label: str, config: ArchConfig) -> str:
+    """A folder name for a pick: operators spelled out; a config pick gets a hash."""
+    if label == "config":
+        return "config-" + hashlib.sha1(config.to_json().encode()).hexdigest()[:8]
+    for op, word in (("<=", "le"), (">=", "ge"), ("<", "lt"), (">", "gt")):
+        label = label.replace(op, f" {word} ")
+    return re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-") or "pick"
 
 
 def prepare_model(
@@ -91,7 +107,10 @@ def prepare_model(
     net.set_active(config)
     # Recalibrate in the supernet, so the supernet and the export share the statistics.
     recalibrate_bn(
-        net, _batches(x_train, y_train, 128), num_batches=bn_batches, resolution=resolution
+        net,
+        _batches(x_train, y_train, CALIBRATION_BATCH),
+        num_batches=bn_batches,
+        resolution=resolution,
     )
     model = net.extract(config)
     x_val, _ = data.val_tensors()
@@ -99,7 +118,7 @@ def prepare_model(
     with torch.no_grad():
         difference = float((net.eval()(probe) - model(probe)).abs().max())
     if difference > TOLERANCE:
-        raise ExportError(f"exported model differs from the supernet by {difference:.2e}")
+        raise ExportCheckError(f"exported model differs from the supernet by {difference:.2e}")
     return model, difference
 
 
@@ -134,6 +153,21 @@ def _onnx_latency(path: Path, shape: tuple[int, ...], threads: int, repeats: int
     feed = {"input": np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)}
     samples = time_runs(lambda: session.run(None, feed), "cpu", warmup=10, repeats=repeats)
     profile = DeviceProfile.detect(runtime="onnxruntime", threads=threads, batch_size=1)
+    return LatencyResult.from_samples(samples, profile)
+
+
+def _scripted_latency(
+    scripted: Any, shape: tuple[int, ...], threads: int, repeats: int
+) -> LatencyResult:
+    example = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+
+    def run() -> object:
+        with torch.inference_mode():
+            return scripted(example)
+
+    with torch_threads(threads):
+        samples = time_runs(run, "cpu", warmup=10, repeats=repeats)
+    profile = DeviceProfile.detect(runtime="torchscript", threads=threads, batch_size=1)
     return LatencyResult.from_samples(samples, profile)
 
 
@@ -187,6 +221,7 @@ def export(
     """
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; choose one of {list(FORMATS)}")
+    check_timing_settings(warmup=0, repeats=latency_repeats, batch_size=1, threads=threads)
     if int8 and format != "onnx":
         raise ExportError("--int8 is made with ONNX Runtime: use it with --format onnx")
     run_dir = Path(run_dir)
@@ -199,11 +234,12 @@ def export(
     model, difference = prepare_model(net, config, data, bn_batches)
     resolution = int(config["r"])
     shape = net.input_shape(config)
-    folder = Path(out) if out else run_dir / "exports" / f"{_slug(label)}-{format}"
+    folder = Path(out) if out else run_dir / "exports" / f"{_slug(label, config)}-{format}"
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_int8.onnx").unlink(missing_ok=True)  # never leave a stale INT8 model
     path = folder / FILE_NAMES[format]
     x_val, y_val = data.val_tensors()
-    val = _batches(x_val, y_val, 256)
+    val = _batches(x_val, y_val, CALIBRATION_BATCH)
     accuracy: dict[str, Any] = {"split": "validation", "samples": len(y_val)}
     accuracy["fp32"] = evaluate_model(model, val, resolution=resolution)["accuracy"]
     checks: dict[str, Any] = {"max_abs_diff_vs_supernet": difference}
@@ -222,7 +258,15 @@ def export(
         latency = measure_latency(model, shape, threads=threads, repeats=latency_repeats)
     elif format == "torchscript":
         torch.jit.script(model).save(str(path))
-        latency = measure_latency(model, shape, threads=threads, repeats=latency_repeats)
+        scripted = torch.jit.load(str(path))
+        probe = resize(x_val[:8], resolution)
+        with torch.no_grad():
+            checks["torchscript_max_abs_diff_vs_pytorch"] = float(
+                (scripted(probe) - model(probe)).abs().max()
+            )
+        if checks["torchscript_max_abs_diff_vs_pytorch"] > TOLERANCE:
+            raise ExportCheckError("the TorchScript model does not compute what PyTorch does")
+        latency = _scripted_latency(scripted, shape, threads, latency_repeats)
     else:
         example = torch.zeros(1, *shape)
         path.write_bytes(export_onnx(model, example, dynamic_batch=True))
@@ -234,7 +278,7 @@ def export(
                 np.abs(onnx_out - model(probe).numpy()).max()
             )
         if checks["onnx_max_abs_diff_vs_pytorch"] > TOLERANCE:
-            raise ExportError(
+            raise ExportCheckError(
                 f"ONNX output differs from PyTorch by {checks['onnx_max_abs_diff_vs_pytorch']:.2e}"
             )
         accuracy["onnx_fp32"] = _onnx_accuracy(session, val, resolution)

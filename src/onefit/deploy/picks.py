@@ -26,6 +26,7 @@ from onefit.search.pareto import pareto_mask, to_minimization
 from onefit.search.store import Evaluation, ResultStore, StoreError
 
 NAMED_PICKS = ("most-accurate", "smallest", "knee")
+COST_METRICS = ("latency_ms", "measured_latency_ms", "peak_memory_bytes", "macs", "params")
 
 
 class PickError(ValueError):
@@ -42,8 +43,8 @@ class SearchRecord:
 
     @property
     def cost(self) -> str:
-        """The first minimized objective (latency, MACs...)."""
-        costs = [n for n, sense in self.objectives.items() if sense == "min"]
+        """The cost objective: the first minimized one that measures size or speed."""
+        costs = [n for n in self.objectives if n in COST_METRICS and self.objectives[n] == "min"]
         return costs[0] if costs else "macs"
 
 
@@ -62,7 +63,12 @@ def load_search(run_dir: str | Path, run_name: str = "search") -> SearchRecord:
         )
         history = store.history(run)
     objectives = settings["objectives"]
-    constraints = [parse_constraint(c) for c in settings.get("constraints", [])]
+    constraints = []
+    for text in settings.get("constraints", []):
+        try:
+            constraints.append(parse_constraint(text))
+        except ValueError:  # a callable constraint, stored by name: cannot be re-applied
+            continue
     feasible = [
         e for e in history
         if e.ok and all(c.violation(e.metrics) <= 0 for c in constraints if c.metric)
@@ -83,7 +89,9 @@ def _knee(record: SearchRecord) -> Evaluation:
     start, end = scaled[0], scaled[-1]
     direction = (end - start) / max(np.linalg.norm(end - start), 1e-12)
     offsets = scaled - start
-    distance = np.abs(offsets[:, 0] * direction[1] - offsets[:, 1] * direction[0])
+    # Signed distance above the chord from the cheapest to the most costly point: the
+    # knee bulges furthest towards "cheap and accurate".
+    distance = offsets[:, 1] * direction[0] - offsets[:, 0] * direction[1]
     return front[int(np.argmax(distance))]
 
 

@@ -33,6 +33,10 @@ DEMO_SUPERNET = {
 PICKS = ("smallest", "knee", "most-accurate")
 
 
+class DemoInterrupted(RuntimeError):
+    """Training was interrupted (Ctrl-C): the later stages must not use its weights."""
+
+
 @dataclass
 class DemoSettings:
     run_dir: str = "runs/demo"
@@ -89,7 +93,7 @@ def run_demo(
     console = console or Console()
     run_dir = Path(settings.run_dir)
     console.rule("1/5 train a supernet on the digits data (embedded, no download)")
-    train(
+    trained = train(
         dataset="digits",
         supernet="mobilenetv3",
         supernet_kwargs=DEMO_SUPERNET,
@@ -101,6 +105,11 @@ def run_demo(
         progress=settings.progress,
         tensorboard=False,
     )
+    if trained.interrupted:
+        raise DemoInterrupted(
+            f"training paused at step {trained.steps}/{trained.total_steps} "
+            f"({trained.interrupted}); run the same command to continue"
+        )
     console.rule("2/5 measure this CPU: latency table on ONNX Runtime")
     table = _latency_table(run_dir, settings, console)
     console.rule("3/5 search accuracy vs latency")

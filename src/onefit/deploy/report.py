@@ -16,13 +16,14 @@ from typing import Any
 
 from onefit.deploy.picks import PickError, SearchRecord, load_search
 
-COSTS = ("latency_ms", "measured_latency_ms", "macs", "params")
+COSTS = ("latency_ms", "measured_latency_ms", "peak_memory_bytes", "macs", "params")
 LABELS = {
     "latency_ms": "latency (ms, predicted)",
     "measured_latency_ms": "latency (ms)",
     "macs": "MACs",
     "params": "parameters",
     "accuracy": "validation accuracy",
+    "peak_memory_bytes": "peak memory (bytes)",
 }
 
 
@@ -57,7 +58,9 @@ def pareto_figure(
     """Accuracy against ``cost``: all evaluated, the Pareto front, exported picks."""
     plt = _pyplot()
     ok = [e for e in record.history if e.ok and cost in e.metrics]
-    front = sorted((e for e in record.pareto if cost in e.metrics), key=lambda e: e.metrics[cost])
+    # The Pareto set is a front only against the search's own objectives.
+    on_front = record.pareto if cost in record.objectives else []
+    front = sorted((e for e in on_front if cost in e.metrics), key=lambda e: e.metrics[cost])
     figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     axes.scatter(
         [e.metrics[cost] for e in ok],
@@ -182,7 +185,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ]
     try:
         record: SearchRecord | None = load_search(run_dir)
-    except PickError:
+    except (PickError, ValueError):
         record = None
     if record is not None and record.history:
         sections.append("<h2>Pareto front</h2>")

@@ -240,7 +240,8 @@ def search(
     results = ResultStore(store if store is not None else ":memory:")
     settings = {"space": space.to_dict(), "objectives": objectives, "cheap": sorted(cheap),
                 "constraints": [c.text for c in parsed], "strategy": searcher.describe(),
-                "seed": seed, "metric_kinds": kinds, "metric_profiles": profiles}  # fmt: skip
+                "seed": seed, "metrics": sorted(metrics), "metric_kinds": kinds,
+                "metric_profiles": profiles}  # fmt: skip
     # The budget is not a setting: a finished search can be resumed with a larger one.
     run = results.open_run(run_name, settings)
     history = results.history(run)
@@ -254,7 +255,7 @@ def search(
     try:
         with _progress(progress, budget, len(history)) as advance:
             while len(history) < budget:
-                proposed = searcher.ask(min(batch_size, budget - len(history)), set(seen))
+                proposed = list(searcher.ask(min(batch_size, budget - len(history)), set(seen)))
                 batch = [
                     c for c in dict.fromkeys(space.validate(c) for c in proposed) if c not in seen
                 ]

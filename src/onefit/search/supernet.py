@@ -46,6 +46,10 @@ from onefit.supernets import Supernet
 from onefit.training.checkpoint import load_supernet
 from onefit.training.evaluate import evaluate_config
 
+# Batch size of BN recalibration and evaluation; export uses the same, so a model card's
+# accuracy is the one the search saw.
+CALIBRATION_BATCH = 256
+
 
 def run_data(run_dir: str | Path) -> DataSplits:
     """The data split a training run used (from its ``config.json``)."""
@@ -83,7 +87,7 @@ def supernet_search(
     measure_runtime: str | None = None,
     measure_memory: bool = False,
     bn_batches: int = 10,
-    batch_size: int = 256,
+    batch_size: int = CALIBRATION_BATCH,
     **search_kwargs: Any,
 ) -> SearchResult:
     """Search a trained supernet's sub-networks (metrics as in the module docstring)."""
@@ -119,7 +123,8 @@ def supernet_search(
     if unknown:
         raise ValueError(
             f"unknown objective(s) {sorted(unknown)}; known metrics: {sorted({*cheap, *returned})}"
-            + ("" if latency_table else " (latency_ms needs a latency table: --lut)")
+            + " (latency_ms needs a latency table, --lut; measured_latency_ms needs "
+            "--measure-runtime; peak_memory_bytes needs --measure-memory)"
         )
     return search(net.space, evaluate, objectives, cheap=cheap, constraints=constraints,
                   metrics=returned, metric_kinds=kinds, metric_profiles=profiles,
