@@ -475,7 +475,7 @@ def _describe_config(config: onefit.ArchConfig) -> str:
 
 @cli.command()
 @click.option("--run-dir", default="runs/demo", show_default=True, help="Where everything goes.")
-@click.option("--epochs", default=10, show_default=True, help="Supernet training epochs.")
+@click.option("--epochs", default=6, show_default=True, help="Supernet training epochs.")
 @click.option("--budget", default=30, show_default=True, help="Sub-networks the search evaluates.")
 @click.option("--threads", default=1, show_default=True, help="Threads for latency figures.")
 def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
