@@ -14,6 +14,7 @@ from onefit.supernets.base import Supernet
 FAMILIES = {
     "mobilenetv3": dict(num_classes=10, image_size=32, resolutions=(24, 32), width_mult=0.5),
     "resnet": dict(num_classes=10, image_size=32, base_width=8),
+    "vit": dict(num_classes=10, image_size=16),
 }
 SMALL_MBV3 = dict(
     num_classes=10, image_size=16, resolutions=(12, 16), width_mult=0.5,

@@ -113,3 +113,28 @@ def test_cli_search_usage_errors(run_dir, tmp_path, args, message):
 def test_cli_search_of_a_folder_without_a_run_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["search", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "no such checkpoint file" in result.output
+
+
+def test_one_config_file_sets_options_of_every_command(run_dir, tmp_path):
+    config = tmp_path / "onefit.toml"
+    config.write_text(
+        '[search]\nstrategy = "random"\nbudget = 3\nobjective = ["accuracy:max", "macs:min"]\n'
+        '[report]\nout = "' + str(tmp_path / "report") + '"\n'
+    )
+    out = tmp_path / "search"
+    result = CliRunner().invoke(cli, ["--config", str(config), "search", str(run_dir),
+                                      "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    count = "SELECT COUNT(*) FROM evaluations"
+    assert sqlite3.connect(out / "results.db").execute(count).fetchone()[0] == 3
+    # A flag overrides the file: the same search resumed with a larger budget.
+    result = CliRunner().invoke(cli, ["--config", str(config), "search", str(run_dir),
+                                      "--out", str(out), "--budget", "5"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sqlite3.connect(out / "results.db").execute(count).fetchone()[0] == 5
+    config.write_text("[search]\nbudgett = 3\n")
+    result = CliRunner().invoke(cli, ["--config", str(config), "search", str(run_dir)])
+    assert result.exit_code == 2 and "unknown option(s) ['budgett']" in result.output
+    config.write_text("[serch]\nbudget = 3\n")
+    result = CliRunner().invoke(cli, ["--config", str(config), "search", str(run_dir)])
+    assert result.exit_code == 2 and "[serch] is not a command's table" in result.output

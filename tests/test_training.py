@@ -260,3 +260,18 @@ def test_elastic_resolution_trains_each_sub_network_at_its_own_size(digits, tmp_
     for _ in range(6):
         trainer.train_step(images, labels)
     assert set(seen) == {6, 8}  # largest at 8, smallest at 6, random ones either
+
+
+def test_adamw_optimizer_and_a_transformer_supernet(digits, tmp_path: Path) -> None:
+    config = TrainConfig(supernet="vit", optimizer="adamw", lr=1e-3, epochs=1, batch_size=64,
+                         bn_batches=2, progress=False, tensorboard=False,
+                         run_dir=str(tmp_path))  # fmt: skip
+    trainer = Trainer(config, digits)
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    result = trainer.fit()
+    record = result.history[-1]
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in record.items() if k != "epoch")
+    # Resuming restores AdamW's state: a finished run has nothing left to do.
+    assert Trainer(config, digits).fit().steps == result.steps
+    with pytest.raises(ValueError, match="optimizer='adam' must be 'sgd' or 'adamw'"):
+        TrainConfig(optimizer="adam").validate()

@@ -65,8 +65,39 @@ def _parse_options(pairs: tuple[str, ...], param: str = "--option") -> dict[str,
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(onefit.__version__, prog_name="onefit")
-def cli() -> None:
+@click.option(
+    "--config", "config_file", metavar="FILE",
+    help="TOML/JSON/YAML file with a table per command ([train], [search], [export], ...) "
+    "whose keys are that command's options; flags on the command line override them.",
+)  # fmt: skip
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
     """onefit: train one elastic supernet once, then specialize it for every device."""
+    if config_file is None:
+        return
+    data = _load_file(config_file)
+    defaults: dict[str, dict[str, Any]] = {}
+    for command, table in data.items():
+        if command not in cli.commands or not isinstance(table, dict):
+            raise click.BadParameter(
+                f"{config_file}: [{command}] is not a command's table; commands: "
+                f"{', '.join(sorted(cli.commands))}",
+                param_hint="--config",
+            )
+        if command == "train":  # train reads its table itself: every TrainConfig field
+            continue
+        options = {p.name for p in cli.commands[command].params}
+        table = {key.replace("-", "_"): value for key, value in table.items()}
+        unknown = sorted(set(table) - options)
+        if unknown:
+            raise click.BadParameter(
+                f"{config_file}: [{command}] has unknown option(s) {unknown}; "
+                f"known: {sorted(o for o in options if o)}",
+                param_hint="--config",
+            )
+        defaults[command] = table
+    ctx.default_map = defaults
+    ctx.obj = {"config_file": config_file, "has_train_table": "train" in data}
 
 
 @cli.command("list")
@@ -170,6 +201,14 @@ def check(
 
 def _read_config_file(path: str) -> dict[str, Any]:
     """A TOML, JSON or YAML file of TrainConfig fields (a ``[train]`` table is also accepted)."""
+    data = _load_file(path)
+    if isinstance(data.get("train"), dict):
+        data = data["train"]
+    return data
+
+
+def _load_file(path: str) -> dict[str, Any]:
+    """The table a TOML, JSON or YAML settings file holds."""
     file = Path(path)
     if not file.is_file():
         raise click.BadParameter(f"{path}: no such file", param_hint="--config")
@@ -195,8 +234,6 @@ def _read_config_file(path: str) -> dict[str, Any]:
             )
     except (ValueError, tomllib.TOMLDecodeError) as error:
         raise click.BadParameter(f"{path}: {error}", param_hint="--config") from None
-    if isinstance(data, dict) and isinstance(data.get("train"), dict):
-        data = data["train"]
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path}: expected a table of settings", param_hint="--config")
     return data
@@ -229,7 +266,9 @@ def _apply_setting(settings: dict[str, Any], key: str, value: Any) -> None:
 )  # fmt: skip
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in the run dir.")
 @click.option("--stop-after-steps", type=int, help="Pause after this many steps (checkpointed).")
+@click.pass_context
 def train(
+    ctx: click.Context,
     config_file: str | None,
     assignments: tuple[str, ...],
     no_resume: bool,
@@ -247,6 +286,9 @@ def train(
     from onefit.training import CheckpointError, Trainer, TrainingError
     from onefit.training.config import TrainConfig
 
+    shared = ctx.obj or {}
+    if config_file is None and shared.get("has_train_table"):
+        config_file = shared["config_file"]  # the [train] table of `onefit --config FILE`
     settings: dict[str, Any] = _read_config_file(config_file) if config_file else {}
     for key, value in _parse_options(assignments, param="--set").items():
         _apply_setting(settings, key, value)

@@ -34,7 +34,7 @@ def list_supernets() -> list[str]:
 
 
 # Importing the family modules registers them.
-from onefit.supernets import mobilenetv3, resnet  # noqa: E402
+from onefit.supernets import mobilenetv3, resnet, vit  # noqa: E402
 
 __all__ = [
     "SUPERNETS",
@@ -44,4 +44,5 @@ __all__ = [
     "mobilenetv3",
     "register_supernet",
     "resnet",
+    "vit",
 ]

@@ -27,7 +27,9 @@ class TrainConfig:
     strategy: str = "sandwich"  # BigNAS's rule: the strongest default in the literature
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
 
-    # Optimisation: SGD with Nesterov momentum and a cosine schedule, as OFA and BigNAS.
+    # Optimisation: SGD with Nesterov momentum and a cosine schedule, as OFA and BigNAS;
+    # "adamw" for transformers (HAT, InstaTune), which SGD trains poorly.
+    optimizer: str = "sgd"
     epochs: int = 10
     batch_size: int = 64  # global batch (split across processes when distributed)
     lr: float = 0.05
@@ -82,6 +84,7 @@ class TrainConfig:
             ("temperature", self.temperature > 0, "> 0"),
             ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, "in [0, epochs]"),
             ("grad_clip", self.grad_clip >= 0, ">= 0"),
+            ("optimizer", self.optimizer in ("sgd", "adamw"), "'sgd' or 'adamw'"),
         ]
         for name, ok, allowed in checks:
             if not ok:

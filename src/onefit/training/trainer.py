@@ -88,6 +88,15 @@ def _param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
+def _optimizer(config: TrainConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum (CNN supernets) or AdamW (transformers)."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999))
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0
+    )
+
+
 def _soft_cross_entropy(
     logits: torch.Tensor, soft: torch.Tensor, temperature: float
 ) -> torch.Tensor:
@@ -162,12 +171,7 @@ class Trainer:
         self.strategy.setup(self.net.space, self.total_steps)
         if hasattr(self.strategy, "schedule"):
             self.strategy.schedule = self.schedule  # DεpS follows the effective learning rate
-        self.optimizer = torch.optim.SGD(
-            _param_groups(self.net, config.weight_decay),
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.momentum > 0,
-        )
+        self.optimizer = _optimizer(config, _param_groups(self.net, config.weight_decay))
         use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.autocast = (
