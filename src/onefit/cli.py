@@ -86,16 +86,20 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
             )
         if command == "train":  # train reads its table itself: every TrainConfig field
             continue
-        options = {p.name for p in cli.commands[command].params}
-        table = {key.replace("-", "_"): value for key, value in table.items()}
-        unknown = sorted(set(table) - options)
+        # Keys are the command's option names as typed (budget, batch-size or batch_size).
+        names = {}
+        for param in cli.commands[command].params:
+            for flag in getattr(param, "opts", []):
+                if flag.startswith("--"):
+                    names[flag[2:].replace("-", "_")] = param.name
+        unknown = sorted(k for k in table if k.replace("-", "_") not in names)
         if unknown:
             raise click.BadParameter(
                 f"{config_file}: [{command}] has unknown option(s) {unknown}; "
-                f"known: {sorted(o for o in options if o)}",
+                f"known: {sorted(names)}",
                 param_hint="--config",
             )
-        defaults[command] = table
+        defaults[command] = {names[k.replace("-", "_")]: v for k, v in table.items()}
     ctx.default_map = defaults
     ctx.obj = {"config_file": config_file, "has_train_table": "train" in data}
 

@@ -4,8 +4,9 @@ A *pick* is one of:
 
 - ``"most-accurate"``: the Pareto sub-network with the best accuracy;
 - ``"smallest"``: the one with the lowest cost (the search's cost objective);
-- ``"knee"``: the Pareto point farthest from the straight line between those two
-  (objectives normalized), where giving up accuracy starts to buy little cost;
+- ``"knee"``: the Pareto point farthest above the straight line between those two
+  (objectives normalized), where giving up accuracy starts to buy little cost (with
+  only two Pareto points, the more accurate one);
 - a constraint string such as ``"latency_ms <= 5"`` (several joined by ``and``): the
   most accurate Pareto sub-network that satisfies it;
 - a config: a mapping or its JSON.
