@@ -421,6 +421,15 @@ def profile(
     )
 
 
+def _require_run(run_dir: str) -> None:
+    """A usage error unless ``run_dir`` holds a training run's checkpoint."""
+    if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+        raise click.UsageError(
+            f"{run_dir}: no such checkpoint file (checkpoints/last.pt); pass a run directory "
+            f"made by onefit train"
+        )
+
+
 def _parse_objectives(specs: tuple[str, ...]) -> dict[str, str]:
     objectives = {}
     for spec in specs:
@@ -478,11 +487,7 @@ def search_command(
 
     objectives = _parse_objectives(objective_specs)
     folder = Path(out) if out else Path(run_dir) / "search"
-    if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
-        raise click.UsageError(
-            f"{run_dir}: no such checkpoint file (checkpoints/last.pt); pass a run directory "
-            f"made by onefit train"
-        )
+    _require_run(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         result = search_run(
@@ -569,11 +574,7 @@ def export_command(run_dir: str, choice: str, fmt: str, int8: bool, threads: int
     from onefit.deploy import ExportCheckError, ExportError, PickError, export
     from onefit.training import CheckpointError
 
-    if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
-        raise click.UsageError(
-            f"{run_dir}: no such checkpoint file (checkpoints/last.pt); pass a run directory "
-            f"made by onefit train"
-        )
+    _require_run(run_dir)
     try:
         result = export(run_dir, choice, format=fmt, int8=int8, out=out, threads=threads)
     except (CheckpointError, ExportCheckError) as error:

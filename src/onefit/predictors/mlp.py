@@ -59,14 +59,16 @@ class MLPRegressor(Regressor):
         return self
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        assert self.net is not None, "fit the predictor first"
+        if self.net is None:
+            raise RuntimeError("fit the MLP predictor before using it")
         x = torch.from_numpy((np.asarray(features, dtype=float) - self.x_mean) / self.x_std)
         with torch.no_grad():
             out = self.net(x).squeeze(1).numpy()
         return out * self.y_std + self.y_mean
 
     def state(self) -> dict[str, Any]:
-        assert self.net is not None, "fit the predictor first"
+        if self.net is None:
+            raise RuntimeError("fit the MLP predictor before using it")
         return {
             "seed": self.seed,
             "hidden": self.hidden,

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 from scipy.stats import kendalltau
 from sklearn.model_selection import KFold
 
+from onefit.files import read_json_document, write_json_atomic
 from onefit.predictors.base import REGRESSORS, Regressor
 from onefit.space import ArchConfig, Encoding, SearchSpace
 
@@ -102,10 +102,7 @@ class Predictor:
             "report": self.report,
             "state": self.regressor.state(),
         }
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
+        write_json_atomic(path, data)
 
     @classmethod
     def load(
@@ -113,16 +110,7 @@ class Predictor:
     ) -> Predictor:
         """Read a predictor saved by :meth:`save`; pass the same ``extra_features``."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise PredictorError(f"no predictor file at {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise PredictorError(
-                f"{path} is not a predictor file (JSON expected): {error}"
-            ) from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise PredictorError(f"{path} is not a predictor file (format {FORMAT!r} expected)")
+        data = read_json_document(path, FORMAT, "predictor file", PredictorError)
         extra = dict(extra_features or {})
         try:
             fitted_with = list(data["extra_features"])
