@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import torch
@@ -38,6 +38,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
@@ -61,6 +62,42 @@ def _parse_options(pairs: tuple[str, ...], param: str = "--option") -> dict[str,
         except json.JSONDecodeError:
             options[key] = text  # a bare word is a string
     return options
+
+
+def _supernet_options(*, image_size: int, in_channels: int, num_classes: int) -> Callable[[F], F]:
+    """The options that choose and size a supernet family, with these defaults."""
+
+    def decorate(command: F) -> F:
+        for option in reversed([
+            click.option("--supernet", "name", default="mobilenetv3", show_default=True,
+                         help="Family."),
+            click.option("--image-size", default=image_size, show_default=True,
+                         help="Input side in pixels."),
+            click.option("--in-channels", default=in_channels, show_default=True,
+                         help="Input image channels."),
+            click.option("--num-classes", default=num_classes, show_default=True,
+                         help="Classifier outputs."),
+            click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+                         help="Extra supernet constructor argument (value parsed as JSON); "
+                         "repeatable."),
+        ]):  # fmt: skip
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _build_supernet(
+    name: str, image_size: int, in_channels: int, num_classes: int, options: tuple[str, ...]
+) -> onefit.Supernet:
+    """The supernet the options of :func:`_supernet_options` describe, in eval mode."""
+    return onefit.create_supernet(
+        name,
+        image_size=image_size,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        **_parse_options(options),
+    ).eval()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -130,16 +167,9 @@ def list_command() -> None:
 
 
 @cli.command("check")
-@click.option("--supernet", "name", default="mobilenetv3", show_default=True, help="Family.")
-@click.option("--image-size", default=28, show_default=True, help="Input side in pixels.")
-@click.option("--in-channels", default=1, show_default=True, help="Input image channels.")
-@click.option("--num-classes", default=10, show_default=True, help="Classifier outputs.")
+@_supernet_options(image_size=28, in_channels=1, num_classes=10)
 @click.option("--samples", default=8, show_default=True, help="Random sub-networks to extract.")
 @click.option("--seed", default=0, show_default=True, help="Seed for weights and sampling.")
-@click.option(
-    "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-    help="Extra supernet constructor argument (value parsed as JSON); repeatable.",
-)  # fmt: skip
 def check(
     name: str,
     image_size: int,
@@ -159,13 +189,7 @@ def check(
         raise click.BadParameter("must be >= 0", param_hint="--samples")
     with _user_errors():
         torch.manual_seed(seed)
-        net = onefit.create_supernet(
-            name,
-            image_size=image_size,
-            in_channels=in_channels,
-            num_classes=num_classes,
-            **_parse_options(options),
-        ).eval()
+        net = _build_supernet(name, image_size, in_channels, num_classes, options)
     space = net.space
     console.print(
         f"[bold]{name}[/]: {len(space.names)} dimensions, {space.size:.3g} configs, "
@@ -326,14 +350,7 @@ def train(
 
 
 @cli.command()
-@click.option("--supernet", "name", default="mobilenetv3", show_default=True, help="Family.")
-@click.option("--image-size", default=224, show_default=True, help="Input side in pixels.")
-@click.option("--in-channels", default=3, show_default=True, help="Input image channels.")
-@click.option("--num-classes", default=1000, show_default=True, help="Classifier outputs.")
-@click.option(
-    "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-    help="Extra supernet constructor argument (value parsed as JSON); repeatable.",
-)  # fmt: skip
+@_supernet_options(image_size=224, in_channels=3, num_classes=1000)
 @click.option("--run", "run_dir", help="Profile the supernet of this training run instead.")
 @click.option("--runtime", default="eager", show_default=True, help="eager, onnxruntime, compile.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
@@ -376,13 +393,7 @@ def profile(
         if run_dir is not None:
             net = onefit.load_supernet(run_dir)
         else:
-            net = onefit.create_supernet(
-                name,
-                image_size=image_size,
-                in_channels=in_channels,
-                num_classes=num_classes,
-                **_parse_options(options),
-            ).eval()
+            net = _build_supernet(name, image_size, in_channels, num_classes, options)
         settings = dict(runtime=runtime, device=device, batch_size=batch_size, threads=threads,
                         warmup=warmup, repeats=repeats)  # fmt: skip
         table = build_latency_table(net, **settings)  # type: ignore[arg-type]
