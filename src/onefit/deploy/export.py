@@ -54,7 +54,7 @@ from onefit.metrics.latency import (
     torch_threads,
 )
 from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
-from onefit.search.supernet import CALIBRATION_BATCH, run_data
+from onefit.search.supernet import CALIBRATION_BATCH, batches, run_data
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet, create_supernet
 from onefit.training.bn import recalibrate_bn, resize
@@ -83,12 +83,6 @@ class ExportResult:
     card: dict[str, Any]
 
 
-def _batches(
-    x: torch.Tensor, y: torch.Tensor, size: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(y), size)]
-
-
 def _slug(label: str, config: ArchConfig) -> str:
     """A folder name for a pick: operators spelled out; a config pick gets a hash."""
     if label == "config":
@@ -108,7 +102,7 @@ def prepare_model(
     # Recalibrate in the supernet, so the supernet and the export share the statistics.
     recalibrate_bn(
         net,
-        _batches(x_train, y_train, CALIBRATION_BATCH),
+        batches(x_train, y_train, CALIBRATION_BATCH),
         num_batches=bn_batches,
         resolution=resolution,
     )
@@ -239,7 +233,7 @@ def export(
     (folder / "model_int8.onnx").unlink(missing_ok=True)  # never leave a stale INT8 model
     path = folder / FILE_NAMES[format]
     x_val, y_val = data.val_tensors()
-    val = _batches(x_val, y_val, CALIBRATION_BATCH)
+    val = batches(x_val, y_val, CALIBRATION_BATCH)
     accuracy: dict[str, Any] = {"split": "validation", "samples": len(y_val)}
     accuracy["fp32"] = evaluate_model(model, val, resolution=resolution)["accuracy"]
     checks: dict[str, Any] = {"max_abs_diff_vs_supernet": difference}

@@ -62,9 +62,8 @@ def run_data(run_dir: str | Path) -> DataSplits:
     )
 
 
-def _batches(
-    x: torch.Tensor, y: torch.Tensor, size: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` cut into consecutive batches of ``size`` (the last may be shorter)."""
     return [(x[i : i + size], y[i : i + size]) for i in range(0, len(y), size)]
 
 
@@ -93,8 +92,8 @@ def supernet_search(
     """Search a trained supernet's sub-networks (metrics as in the module docstring)."""
     x_train, y_train = data.train_tensors()
     x_val, y_val = data.val_tensors()
-    calibration = _batches(x_train, y_train, batch_size)[:bn_batches]
-    validation = _batches(x_val, y_val, batch_size)
+    calibration = batches(x_train, y_train, batch_size)[:bn_batches]
+    validation = batches(x_val, y_val, batch_size)
     cheap: dict[str, CheapFn] = {"macs": net.macs, "params": net.params}
     kinds: dict[str, str] = {}
     profiles: dict[str, dict[str, Any]] = {}

@@ -1,4 +1,4 @@
-"""``torch.compile`` (Inductor): the model compiled for the device, then run eagerly."""
+"""``torch.compile`` (Inductor): the model compiled for the device, then run like eager."""
 
 from __future__ import annotations
 
@@ -7,28 +7,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from onefit.metrics.runtimes.base import Runtime, torch_devices
+from onefit.metrics.runtimes.eager import EagerRuntime
 
 
-class CompiledRuntime(Runtime):
+class CompiledRuntime(EagerRuntime):
     name = "compile"
     install_hint = "pip install torch (and a C++ compiler for the CPU backend)"
 
     def available(self) -> bool:
         return hasattr(torch, "compile")
 
-    def devices(self) -> list[str]:
-        return torch_devices()
-
-    def prepare(
-        self, model: nn.Module, example: torch.Tensor, device: str, threads: int
-    ) -> Callable[[], object]:
-        model = model.to(device).eval()
-        compiled = torch.compile(model, dynamic=False)
-        x = example.to(device)
-
-        def run() -> object:
-            with torch.inference_mode():
-                return compiled(x)
-
-        return run
+    def wrap(self, model: nn.Module) -> Callable[[torch.Tensor], object]:
+        return torch.compile(model, dynamic=False)
