@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ClassToken", "EncoderBlock", "PatchEmbed", "Residual", "SqueezeExcite"]
+__all__ = [
+    "ClassToken",
+    "EncoderBlock",
+    "LayerNorm2d",
+    "PatchEmbed",
+    "Residual",
+    "SqueezeExcite",
+]
 
 
 class Residual(nn.Module):
@@ -120,3 +127,17 @@ class ClassToken(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, 0]
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of an ``(N, C, H, W)`` map (as in ConvNeXt).
+
+    Example:
+        >>> LayerNorm2d(4)(torch.randn(1, 4, 3, 3)).shape
+        torch.Size([1, 4, 3, 3])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)

@@ -31,6 +31,9 @@ class ElasticConv2d(nn.Module):
     identity so that a fresh supernet starts with plain centre-cropping.
 
     ``depthwise=True`` makes a depthwise convolution (groups = active channels).
+    ``padding`` defaults to "same" (``k // 2`` for the active kernel); a fixed padding or a
+    dilation other than 1 (convolutions converted from existing models) needs a single
+    kernel size, since the kernel ladder relies on "same" padding.
 
     Example:
         >>> conv = ElasticConv2d(8, 16, kernel_sizes=(3, 5), stride=2)
@@ -47,11 +50,15 @@ class ElasticConv2d(nn.Module):
         stride: int = 1,
         depthwise: bool = False,
         bias: bool = False,
+        padding: int | None = None,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         sizes = sorted({kernel_sizes} if isinstance(kernel_sizes, int) else set(kernel_sizes))
-        if any(k % 2 == 0 or k < 1 for k in sizes):
+        if padding is None and dilation == 1 and any(k % 2 == 0 or k < 1 for k in sizes):
             raise ValueError(f"kernel sizes must be odd and positive, got {sizes}")
+        if (padding is not None or dilation != 1) and len(sizes) > 1:
+            raise ValueError("a fixed padding or a dilation needs a single kernel size")
         if depthwise and in_channels != out_channels:
             raise ValueError("a depthwise convolution needs in_channels == out_channels")
         self.in_channels = in_channels
@@ -59,6 +66,8 @@ class ElasticConv2d(nn.Module):
         self.kernel_sizes = tuple(sizes)
         self.stride = stride
         self.depthwise = depthwise
+        self.padding = padding
+        self.dilation = dilation
         k = sizes[-1]
         self.weight = nn.Parameter(torch.empty(out_channels, 1 if depthwise else in_channels, k, k))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -80,9 +89,43 @@ class ElasticConv2d(nn.Module):
         self._frozen = frozen
         self._cache = None
 
+    @classmethod
+    @torch.no_grad()
+    def from_conv(cls, conv: nn.Conv2d, kernel_sizes: Sequence[int] | None = None) -> ElasticConv2d:
+        """An elastic copy of a plain square ``conv`` (groups 1 or depthwise), same weights.
+
+        ``kernel_sizes`` (odd, up to the conv's kernel) makes the kernel elastic; it needs
+        "same" padding and no dilation.
+        """
+        k, stride, dilation = conv.kernel_size[0], conv.stride[0], conv.dilation[0]
+        padding = conv.padding
+        if isinstance(padding, str) or len(set(padding)) != 1:
+            raise ValueError(f"only square, explicitly padded convolutions convert, got {conv}")
+        depthwise = conv.groups > 1
+        if depthwise and not conv.groups == conv.in_channels == conv.out_channels:
+            raise ValueError(f"grouped convolutions other than depthwise do not convert: {conv}")
+        elastic = cls(
+            conv.in_channels,
+            conv.out_channels,
+            kernel_sizes or k,
+            stride=stride,
+            depthwise=depthwise,
+            bias=conv.bias is not None,
+            padding=None if kernel_sizes else padding[0],
+            dilation=dilation,
+        )
+        elastic.weight.copy_(conv.weight)
+        if conv.bias is not None and elastic.bias is not None:
+            elastic.bias.copy_(conv.bias)
+        return elastic
+
     @property
     def max_kernel_size(self) -> int:
         return self.kernel_sizes[-1]
+
+    def padding_for(self, kernel_size: int) -> int:
+        """The padding used with ``kernel_size``: the fixed one, else "same"."""
+        return kernel_size // 2 if self.padding is None else self.padding
 
     def kernel(self, kernel_size: int) -> torch.Tensor:
         """The full-width weight for ``kernel_size``, transformed down from the largest."""
@@ -145,9 +188,11 @@ class ElasticConv2d(nn.Module):
         k = kernel_size or self.kernel_sizes[-1]
         if self.depthwise:
             weight, bias = self.active_weight(in_channels, in_channels, k)
-            return F.conv2d(x, weight, bias, self.stride, k // 2, 1, in_channels)
+            return F.conv2d(
+                x, weight, bias, self.stride, self.padding_for(k), self.dilation, in_channels
+            )
         weight, bias = self.active_weight(in_channels, out_channels or self.out_channels, k)
-        return F.conv2d(x, weight, bias, self.stride, k // 2)
+        return F.conv2d(x, weight, bias, self.stride, self.padding_for(k), self.dilation)
 
     @torch.no_grad()
     def to_static(
@@ -162,7 +207,8 @@ class ElasticConv2d(nn.Module):
             out,
             k,
             stride=self.stride,
-            padding=k // 2,
+            padding=self.padding_for(k),
+            dilation=self.dilation,
             groups=in_channels if self.depthwise else 1,
             bias=bias is not None,
         )
@@ -176,4 +222,6 @@ class ElasticConv2d(nn.Module):
         return (
             f"{kind}{self.in_channels}, {self.out_channels}, kernel_sizes={list(self.kernel_sizes)}"
             f", stride={self.stride}, bias={self.bias is not None}"
+            + ("" if self.padding is None else f", padding={self.padding}")
+            + ("" if self.dilation == 1 else f", dilation={self.dilation}")
         )

@@ -19,6 +19,14 @@ class ElasticLinear(nn.Linear):
         torch.Size([3, 10])
     """
 
+    @classmethod
+    @torch.no_grad()
+    def from_linear(cls, linear: nn.Linear) -> ElasticLinear:
+        """An elastic copy of ``linear`` with the same weights."""
+        elastic = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        elastic.load_state_dict(linear.state_dict())
+        return elastic
+
     def forward(self, x: torch.Tensor, out_features: int | None = None) -> torch.Tensor:
         weight, bias = self.active_weight(x.shape[-1], out_features or self.out_features)
         return F.linear(x, weight, bias)

@@ -25,6 +25,20 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         torch.Size([2, 10, 4, 4])
     """
 
+    @classmethod
+    @torch.no_grad()
+    def from_batch_norm(cls, bn: nn.BatchNorm2d) -> ElasticBatchNorm2d:
+        """An elastic copy of ``bn`` with the same settings, parameters and statistics."""
+        elastic = cls(
+            bn.num_features,
+            eps=bn.eps,
+            momentum=bn.momentum,
+            affine=bn.affine,
+            track_running_stats=bn.track_running_stats,
+        )
+        elastic.load_state_dict(bn.state_dict())
+        return elastic
+
     _frozen = False
     _slice_cache: tuple[tuple, tuple[torch.Tensor | None, ...]] | None = None
 
@@ -98,3 +112,69 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         if self.num_batches_tracked is not None and bn.num_batches_tracked is not None:
             bn.num_batches_tracked.copy_(self.num_batches_tracked)
         return bn
+
+
+class ElasticLayerNorm(nn.LayerNorm):
+    """Layer norm over a prefix of the features of ``channel_dim``.
+
+    ``channel_dim=-1`` is ``nn.LayerNorm`` over the last dimension (transformers,
+    ConvNeXt blocks); ``channel_dim=1`` normalises the channels of an ``(N, C, H, W)``
+    map (ConvNeXt's ``LayerNorm2d``). The statistics are over the active features only,
+    which is what the extracted, narrower layer computes.
+
+    Example:
+        >>> ln = ElasticLayerNorm(16, channel_dim=1)
+        >>> ln(torch.randn(2, 12, 4, 4)).shape
+        torch.Size([2, 12, 4, 4])
+    """
+
+    def __init__(self, features: int, *, channel_dim: int = -1, eps: float = 1e-5) -> None:
+        super().__init__(features, eps=eps)
+        if channel_dim not in (1, -1):
+            raise ValueError(f"channel_dim must be 1 or -1, got {channel_dim}")
+        self.channel_dim = channel_dim
+
+    @classmethod
+    @torch.no_grad()
+    def from_layer_norm(cls, ln: nn.LayerNorm, channel_dim: int = -1) -> ElasticLayerNorm:
+        """An elastic copy of a 1-D, affine ``ln`` (same eps and parameters)."""
+        if len(ln.normalized_shape) != 1 or not ln.elementwise_affine:
+            raise ValueError(f"only affine layer norms over one dimension convert, got {ln}")
+        elastic = cls(ln.normalized_shape[0], channel_dim=channel_dim, eps=ln.eps)
+        elastic.weight.copy_(ln.weight)
+        if ln.bias is not None:
+            elastic.bias.copy_(ln.bias)
+        else:
+            elastic.bias = None
+        return elastic
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[self.channel_dim]
+        if channels > self.normalized_shape[0]:
+            raise ValueError(
+                f"ElasticLayerNorm holds {self.normalized_shape[0]} features, got {channels}"
+            )
+        weight, bias = _prefix(channels, self.weight, self.bias)
+        if self.channel_dim == 1:
+            x = x.permute(0, 2, 3, 1)
+        out = F.layer_norm(x, (channels,), weight, bias, self.eps)
+        return out.permute(0, 3, 1, 2) if self.channel_dim == 1 else out
+
+    @torch.no_grad()
+    def to_static(self, channels: int) -> nn.Module:
+        """A plain layer norm over the first ``channels`` features.
+
+        For ``channel_dim=1`` it is :class:`onefit.static.LayerNorm2d` (a permuted
+        ``nn.LayerNorm``).
+        """
+        from onefit.static import LayerNorm2d
+
+        cls = LayerNorm2d if self.channel_dim == 1 else nn.LayerNorm
+        ln = cls(channels, eps=self.eps, bias=self.bias is not None)
+        ln.weight.copy_(self.weight[:channels])
+        if self.bias is not None and ln.bias is not None:
+            ln.bias.copy_(self.bias[:channels])
+        return ln
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, channel_dim={self.channel_dim}"

@@ -1,0 +1,627 @@
+"""What in a traced model can become elastic: coupled channels, skippable blocks, kernels.
+
+The model is traced with ``torch.fx`` into a graph of layers and tensor operations.
+Every tensor's channel dimension belongs to a *channel group*: a convolution or linear
+layer starts a new group at its output; per-channel operations (batch and layer norm,
+depthwise convolutions, activations, pooling, stochastic depth) keep their input's
+group; an element-wise operation of two tensors (a residual add, a squeeze-and-excite
+product, a layer-scale product) couples the groups of its operands into one. This is
+the dependency graph of Torch-Pruning (Fang et al., "DepGraph", CVPR 2023), read off
+an fx graph: all layers touching one group must shrink together, so each group gets
+one width.
+
+A group stays at full width, with the reason recorded, when it touches the model's
+input or output, a grouped (non-depthwise) convolution, an operation this analysis
+does not know, or a module called more than once. Such parts are kept static; the
+rest of the model still becomes elastic.
+
+A *residual block* is an addition ``x + f(x)`` whose branch ``f`` reads only ``x`` and
+is used only by that addition: dropping the branch leaves a valid, shallower network.
+Consecutive blocks form a chain (a stage) whose depth is elastic as a prefix, as in
+Once-for-All. Depthwise convolutions with odd kernels of 5 or more and "same" padding
+get an elastic kernel (3, 5, ..., k).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+# -- tracing ------------------------------------------------------------------------------
+
+
+class ConversionTracer(fx.Tracer):
+    """``torch.fx`` tracer that keeps layer norms and stochastic depth as single calls.
+
+    Subclasses of ``nn.LayerNorm`` (ConvNeXt's ``LayerNorm2d``) would otherwise be
+    traced into a ``layer_norm`` call with a constant width; torchvision's
+    ``StochasticDepth`` would be traced with the train/eval mode of the moment fixed.
+    """
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, nn.LayerNorm) or type(m).__name__ == "StochasticDepth":
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """The fx graph of ``model`` (which it shares its modules with)."""
+    tracer = ConversionTracer()
+    try:
+        graph = tracer.trace(model)
+    except Exception as error:  # fx raises many kinds; the user needs one message
+        raise ValueError(
+            f"cannot trace {type(model).__name__} with torch.fx ({type(error).__name__}: "
+            f"{error}); elasticize needs a model whose forward has no data-dependent "
+            "Python control flow"
+        ) from None
+    return fx.GraphModule(model, graph)
+
+
+# -- what the operations do to channels ---------------------------------------------------
+
+ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.SiLU,
+    nn.GELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.ELU,
+    nn.Mish,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+)
+POOLING_MODULES: tuple[type[nn.Module], ...] = (
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
+UNARY_FUNCTIONS: set[Callable[..., Any]] = {
+    F.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.hardswish,
+    F.hardsigmoid,
+    F.silu,
+    F.gelu,
+    F.dropout,
+    F.adaptive_avg_pool2d,
+    F.adaptive_max_pool2d,
+    F.avg_pool2d,
+    F.max_pool2d,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+}
+UNARY_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "clone"}
+BINARY_FUNCTIONS: set[Callable[..., Any]] = {
+    operator.add,
+    operator.mul,
+    operator.sub,
+    operator.truediv,
+    torch.add,
+    torch.mul,
+    torch.sub,
+}
+BINARY_METHODS = {"add", "mul", "sub", "div"}
+ADDITIONS: set[Any] = {operator.add, torch.add, "add"}
+
+
+def is_elementwise_module(module: nn.Module) -> bool:
+    return isinstance(module, ELEMENTWISE_MODULES) or type(module).__name__ == "StochasticDepth"
+
+
+def describe(node: fx.Node, root: nn.Module) -> str:
+    """A short name of what a node computes, for the report."""
+    if node.op == "call_module":
+        return type(root.get_submodule(str(node.target))).__name__
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    if node.op == "call_function":
+        target = node.target
+        return getattr(target, "__name__", str(target))
+    return node.op
+
+
+# -- the result ---------------------------------------------------------------------------
+
+
+@dataclass
+class Layer:
+    """One fx node that touches channels, with the groups of its input and output."""
+
+    node: str
+    name: str  # module name (or node name for functions)
+    kind: str  # conv | depthwise | linear | batchnorm | layernorm | param | other
+    in_group: int | None = None
+    out_group: int | None = None
+    channel_dim: int = 1  # for layer norms: 1 (NCHW) or -1 (last dim)
+    param_dim: int = 0  # for parameters used element-wise: their channel dimension
+
+
+@dataclass
+class Block:
+    """A skippable residual block: ``add = x + branch``."""
+
+    add: str
+    skip: str
+    branch: list[str]
+    owner: str  # the innermost module holding the addition, for names and the report
+
+
+@dataclass
+class Analysis:
+    """Everything :func:`analyse` found; groups are final (root) ids."""
+
+    group_sizes: dict[int, int]
+    static_reasons: dict[int, list[str]]  # per static group: why
+    layers: list[Layer]
+    blocks: list[Block]
+    chains: list[list[int]]  # indices into blocks, each a run of consecutive blocks
+    not_skippable: dict[str, str]  # addition node -> why it is not a skippable block
+    unsupported: dict[str, str]  # node -> description of the op kept static
+    group_names: dict[int, str] = field(default_factory=dict)
+
+    def is_static(self, group: int | None) -> bool:
+        return group is None or group in self.static_reasons
+
+
+# -- union-find over channel groups --------------------------------------------------------
+
+
+class _Groups:
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+        self.size: list[int] = []
+        self.reasons: dict[int, list[str]] = {}
+
+    def new(self, size: int, reason: str | None = None) -> int:
+        self.parent.append(len(self.parent))
+        self.size.append(size)
+        group = len(self.parent) - 1
+        if reason:
+            self.freeze(group, reason)
+        return group
+
+    def find(self, group: int) -> int:
+        while self.parent[group] != group:
+            self.parent[group] = self.parent[self.parent[group]]
+            group = self.parent[group]
+        return group
+
+    def freeze(self, group: int, reason: str) -> None:
+        reasons = self.reasons.setdefault(self.find(group), [])
+        if reason not in reasons:
+            reasons.append(reason)
+
+    def union(self, a: int, b: int) -> int:
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return a
+        self.parent[b] = a
+        for reason in self.reasons.pop(b, []):
+            self.freeze(a, reason)
+        if self.size[a] != self.size[b]:
+            self.freeze(a, "channel counts disagree")
+        return a
+
+
+@dataclass
+class _Tensor:
+    group: int | None  # None: channels of unknown meaning (after an unsupported op)
+    dim: int | None
+    shape: tuple[int, ...]
+
+
+@dataclass
+class _Param:
+    target: str
+    shape: tuple[int, ...]
+
+
+def _shape(node: fx.Node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    return None if shape is None else tuple(int(s) for s in shape)
+
+
+# -- the analysis -------------------------------------------------------------------------
+
+
+class _Analyser:
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.gm = gm
+        self.groups = _Groups()
+        self.info: dict[fx.Node, _Tensor | _Param] = {}
+        self.layers: list[Layer] = []
+        self.unsupported: dict[str, str] = {}
+        self.param_users: dict[str, int] = {}  # get_attr node -> element-wise uses seen
+        self.module_calls: dict[str, int] = {}
+
+    # helpers
+    def tensor(self, node: Any) -> _Tensor | None:
+        info = self.info.get(node) if isinstance(node, fx.Node) else None
+        return info if isinstance(info, _Tensor) else None
+
+    def group_at(self, info: _Tensor, dim: int, size: int, why: str) -> int:
+        """The group of ``info``'s channels at ``dim``; a new static one if it has none there."""
+        if info.group is not None and info.dim == dim:
+            return info.group
+        if info.group is not None:
+            self.groups.freeze(info.group, why)
+        return self.groups.new(size, why)
+
+    def keep_static(self, node: fx.Node, why: str) -> None:
+        """An op this analysis cannot follow: freeze every channel it touches."""
+        self.unsupported[node.name] = why
+        for arg in node.all_input_nodes:
+            info = self.info.get(arg)
+            if isinstance(info, _Tensor) and info.group is not None:
+                self.groups.freeze(info.group, f"next to an unsupported op ({why})")
+            if isinstance(info, _Param):
+                self.param_users[arg.name] = -(10**9)  # never sliced
+        shape = _shape(node)
+        if shape is not None:
+            self.info[node] = _Tensor(None, None, shape)
+
+    def pass_through(self, node: fx.Node, source: Any, dim: int | None = None) -> None:
+        info = self.tensor(source)
+        shape = _shape(node)
+        if info is None or shape is None:
+            self.keep_static(node, describe(node, self.gm))
+            return
+        self.info[node] = _Tensor(info.group, info.dim if dim is None else dim, shape)
+
+    # per op
+    def run(self) -> None:
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                shape = _shape(node) or ()
+                dim = 1 if len(shape) >= 2 else None
+                size = shape[1] if dim else 0
+                self.info[node] = _Tensor(self.groups.new(size, "model input"), dim, shape)
+            elif node.op == "get_attr":
+                value = _attr(self.gm, str(node.target))
+                if isinstance(value, torch.Tensor):
+                    self.info[node] = _Param(str(node.target), tuple(value.shape))
+                    self.param_users[node.name] = 0
+            elif node.op == "call_module":
+                self.call_module(node)
+            elif node.op in ("call_function", "call_method"):
+                self.call_function(node)
+            elif node.op == "output":
+                for arg in _nodes(node.args):
+                    info = self.tensor(arg)
+                    if info is not None and info.group is not None:
+                        self.groups.freeze(info.group, "model output")
+
+    def call_module(self, node: fx.Node) -> None:
+        name = str(node.target)
+        module = self.gm.get_submodule(name)
+        self.module_calls[name] = self.module_calls.get(name, 0) + 1
+        source = node.args[0] if node.args else None
+        info = self.tensor(source)
+        shape = _shape(node)
+        if isinstance(module, nn.Conv2d) and info is not None and shape is not None:
+            self.conv(node, name, module, info, shape)
+        elif isinstance(module, nn.Linear) and info is not None and shape is not None:
+            last = len(info.shape) - 1
+            in_group = self.group_at(info, last, module.in_features, "input of a linear layer")
+            out = self.groups.new(module.out_features)
+            self.layers.append(Layer(node.name, name, "linear", in_group, out))
+            self.info[node] = _Tensor(out, len(shape) - 1, shape)
+        elif isinstance(module, nn.BatchNorm2d) and info is not None and info.dim == 1:
+            self.layers.append(Layer(node.name, name, "batchnorm", info.group, info.group))
+            self.pass_through(node, source)
+        elif isinstance(module, nn.LayerNorm) and info is not None:
+            self.layer_norm(node, name, module, info)
+        elif is_elementwise_module(module) or (
+            isinstance(module, POOLING_MODULES) and info is not None and info.dim == 1
+        ):
+            self.pass_through(node, source)
+        elif isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
+            self.flatten(node, source)
+        else:
+            self.keep_static(node, f"unsupported layer {type(module).__name__}")
+
+    def conv(
+        self, node: fx.Node, name: str, conv: nn.Conv2d, info: _Tensor, shape: tuple[int, ...]
+    ) -> None:
+        square = (
+            len(set(conv.kernel_size)) == 1
+            and len(set(conv.stride)) == 1
+            and len(set(conv.dilation)) == 1
+            and not isinstance(conv.padding, str)
+            and len(set(conv.padding)) == 1
+            and conv.padding_mode == "zeros"
+        )
+        if not square or info.dim != 1:
+            self.keep_static(node, "non-square or non-zero-padded convolution")
+            return
+        if conv.groups == 1:
+            in_group = self.group_at(info, 1, conv.in_channels, "input of a convolution")
+            out = self.groups.new(conv.out_channels)
+            self.layers.append(Layer(node.name, name, "conv", in_group, out))
+        elif conv.groups == conv.in_channels == conv.out_channels and info.group is not None:
+            out = info.group
+            self.layers.append(Layer(node.name, name, "depthwise", out, out))
+        else:
+            why = f"grouped convolution (groups={conv.groups})"
+            in_group = self.group_at(info, 1, conv.in_channels, why)
+            self.groups.freeze(in_group, why)
+            out = self.groups.new(conv.out_channels, why)
+            self.layers.append(Layer(node.name, name, "other", in_group, out))
+        self.info[node] = _Tensor(out, 1, shape)
+
+    def layer_norm(self, node: fx.Node, name: str, ln: nn.LayerNorm, info: _Tensor) -> None:
+        dim = _layer_norm_dim(ln, info.shape)
+        last = len(info.shape) - 1
+        if dim is None or info.group is None or info.dim != (last if dim == -1 else dim):
+            self.keep_static(node, f"layer norm over {ln.normalized_shape}")
+            return
+        self.layers.append(Layer(node.name, name, "layernorm", info.group, info.group, dim))
+        self.pass_through(node, node.args[0])
+
+    def flatten(self, node: fx.Node, source: Any) -> None:
+        info = self.tensor(source)
+        if info is None or info.dim != 1 or any(s != 1 for s in info.shape[2:]):
+            self.keep_static(node, "flatten of a map larger than 1x1")
+            return
+        self.pass_through(node, source, dim=1)
+
+    def call_function(self, node: fx.Node) -> None:
+        target = node.target
+        method = node.op == "call_method"
+        tensors = [a for a in node.args if isinstance(a, fx.Node) and a in self.info]
+        if _shape(node) is None:
+            # Sizes and other non-tensor values: harmless unless a tensor op uses them.
+            if any(self.tensor(a) is not None for a in tensors) and target not in ("size",):
+                self.keep_static(node, describe(node, self.gm))
+            return
+        if (target in BINARY_METHODS if method else target in BINARY_FUNCTIONS) and len(
+            tensors
+        ) <= 2:
+            self.binary(node, tensors)
+        elif (target in UNARY_METHODS if method else target in UNARY_FUNCTIONS) and (
+            len(tensors) == 1 and node.args and node.args[0] is tensors[0]
+        ):
+            self.pass_through(node, tensors[0])
+        elif target in (torch.flatten, "flatten") and _flatten_args(node) == (1, -1):
+            self.flatten(node, node.args[0])
+        elif target in (torch.permute, "permute") and len(tensors) == 1:
+            self.permute(node)
+        else:
+            self.keep_static(node, describe(node, self.gm))
+
+    def binary(self, node: fx.Node, operands: list[fx.Node]) -> None:
+        shape = _shape(node) or ()
+        full = [self.tensor(a) for a in operands]
+        lead = next((t for t in full if t is not None and t.shape == shape), None)
+        if lead is None or lead.dim is None:
+            self.keep_static(node, describe(node, self.gm))
+            return
+        dim = lead.dim
+        group = lead.group
+        for arg in operands:
+            info = self.info[arg]
+            offset = len(shape) - len(info.shape)
+            own = dim - offset
+            if own < 0 or info.shape[own] == 1:
+                continue  # broadcast along the channels: no coupling
+            if isinstance(info, _Param):
+                self.param_users[arg.name] += 1
+                layer = Layer(arg.name, info.target, "param", group, group, param_dim=own)
+                self.layers.append(layer)
+            elif info.group is None or info.dim != own + offset:
+                if group is not None:
+                    self.groups.freeze(group, f"mixed with unknown channels in {node.name}")
+            elif group is not None:
+                group = self.groups.union(group, info.group)
+        self.info[node] = _Tensor(group, dim, shape)
+
+    def permute(self, node: fx.Node) -> None:
+        info = self.tensor(node.args[0])
+        dims = node.args[1] if len(node.args) == 2 else node.args[1:]
+        shape = _shape(node)
+        if info is None or info.dim is None or not isinstance(dims, (list, tuple)):
+            self.keep_static(node, "permute")
+            return
+        order = [int(str(d)) % len(info.shape) for d in dims]
+        self.info[node] = _Tensor(info.group, order.index(info.dim), shape or ())
+
+    # results
+    def finish(self) -> tuple[dict[int, int], dict[int, list[str]], list[Layer]]:
+        find = self.groups.find
+        for layer in self.layers:
+            if layer.kind != "param" and self.module_calls.get(layer.name, 1) > 1:
+                for group in (layer.in_group, layer.out_group):
+                    if group is not None:
+                        self.groups.freeze(group, f"{layer.name} is called more than once")
+        nodes = {n.name: n for n in self.gm.graph.nodes}
+        for layer in self.layers:
+            uses = self.param_users.get(layer.node, 0)
+            private = uses == 1 and len(nodes[layer.node].users) == 1
+            if layer.kind == "param" and not private and layer.in_group is not None:
+                self.groups.freeze(layer.in_group, f"{layer.name} is also used elsewhere")
+        for layer in self.layers:
+            layer.in_group = None if layer.in_group is None else find(layer.in_group)
+            layer.out_group = None if layer.out_group is None else find(layer.out_group)
+        roots = {find(g) for g in range(len(self.groups.parent))}
+        sizes = {g: self.groups.size[g] for g in roots}
+        reasons = {find(g): r for g, r in self.groups.reasons.items()}
+        return sizes, reasons, self.layers
+
+
+def _attr(root: nn.Module, target: str) -> Any:
+    module_name, _, attr = target.rpartition(".")
+    return getattr(root.get_submodule(module_name), attr)
+
+
+def _nodes(args: Any) -> list[fx.Node]:
+    found: list[fx.Node] = []
+    fx.node.map_arg(args, found.append)
+    return found
+
+
+def _flatten_args(node: fx.Node) -> tuple[int, int]:
+    args = [*node.args[1:], None, None]
+    start = node.kwargs.get("start_dim", args[0] if args[0] is not None else 0)
+    end = node.kwargs.get("end_dim", args[1] if args[1] is not None else -1)
+    return int(str(start)), int(str(end))
+
+
+@torch.no_grad()
+def _layer_norm_dim(ln: nn.LayerNorm, shape: tuple[int, ...]) -> int | None:
+    """Which dimension ``ln`` normalises for inputs of ``shape``: -1, 1, or None (neither)."""
+    if len(ln.normalized_shape) != 1 or not ln.elementwise_affine:
+        return None
+    width = ln.normalized_shape[0]
+    if type(ln) is nn.LayerNorm:
+        return -1 if shape[-1] == width else None
+    # A subclass (ConvNeXt's LayerNorm2d permutes): find out by running it once.
+    x = torch.randn(1, *shape[1:], device=ln.weight.device, dtype=ln.weight.dtype)
+    out = ln(x)
+    for dim in (-1, 1):
+        if x.shape[dim] != width:
+            continue
+        moved = x.movedim(dim, -1)
+        expected = F.layer_norm(moved, (width,), ln.weight, ln.bias, ln.eps).movedim(-1, dim)
+        if out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5):
+            return dim
+    return None
+
+
+# -- residual blocks ----------------------------------------------------------------------
+
+
+def _branch(add: fx.Node, skip: fx.Node, branch: fx.Node) -> list[fx.Node] | None:
+    """The nodes computing ``branch`` from ``skip`` alone, if private to ``add``."""
+    seen: set[fx.Node] = set()
+    stack = [branch]
+    while stack:
+        node = stack.pop()
+        if node is skip or node in seen or node.op == "get_attr":
+            continue
+        if node.op == "placeholder":
+            return None
+        seen.add(node)
+        stack.extend(node.all_input_nodes)
+    if not any(n.op == "call_module" for n in seen):
+        return None
+    if any(user not in seen and user is not add for n in seen for user in n.users):
+        return None
+    return [n for n in add.graph.nodes if n in seen]
+
+
+def find_blocks(gm: fx.GraphModule) -> tuple[list[Block], dict[str, str]]:
+    """The skippable residual blocks of ``gm`` (shapes from ``ShapeProp``) and why others aren't."""
+    blocks: list[Block] = []
+    rejected: dict[str, str] = {}
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op not in ("call_function", "call_method") or target not in ADDITIONS:
+            continue
+        args = [a for a in node.args if isinstance(a, fx.Node)]
+        if len(args) != 2 or node.kwargs or len(node.args) != 2:
+            rejected[node.name] = "not an addition of two tensors"
+            continue
+        if _shape(args[0]) != _shape(node) or _shape(args[1]) != _shape(node):
+            rejected[node.name] = "shapes differ (downsampling or broadcasting)"
+            continue
+        for skip, branch in ((args[0], args[1]), (args[1], args[0])):
+            nodes = _branch(node, skip, branch)
+            if nodes is not None:
+                blocks.append(Block(node.name, skip.name, [n.name for n in nodes], _owner(node)))
+                break
+        else:
+            rejected[node.name] = "its branch reads more than the skipped input"
+    # Nested blocks: only the innermost are skippable (prefix depth needs flat chains).
+    inner = {b.add for b in blocks}
+    flat = []
+    for block in blocks:
+        nested = inner.intersection(block.branch)
+        if nested:
+            rejected[block.add] = f"contains another residual block ({sorted(nested)[0]})"
+        else:
+            flat.append(block)
+    return flat, rejected
+
+
+def _owner(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    names = [str(v[0]) if isinstance(v, tuple) else str(k) for k, v in stack.items()]
+    return names[-1] if names else node.name
+
+
+def find_chains(gm: fx.GraphModule, blocks: list[Block]) -> list[list[int]]:
+    """Runs of blocks where each block's input is the previous block's output.
+
+    Between the two, only single-input element-wise ops may stand (ResNet's ReLU after
+    the addition).
+    """
+    nodes = {n.name: n for n in gm.graph.nodes}
+    chains: list[list[int]] = []
+    for index, block in enumerate(blocks):
+        if chains and _follows(nodes[blocks[chains[-1][-1]].add], nodes[block.skip], gm):
+            chains[-1].append(index)
+        else:
+            chains.append([index])
+    return chains
+
+
+def _follows(add: fx.Node, skip: fx.Node, gm: fx.GraphModule) -> bool:
+    node = add
+    while node is not skip:
+        users = list(node.users)
+        if len(users) != 1:
+            return False
+        node = users[0]
+        if node is skip:
+            return True
+        module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+        if module is None or not is_elementwise_module(module):
+            return False
+    return True
+
+
+def analyse(gm: fx.GraphModule) -> Analysis:
+    """Channel groups, layers, residual blocks and chains of a shape-propagated graph."""
+    analyser = _Analyser(gm)
+    analyser.run()
+    sizes, reasons, layers = analyser.finish()
+    blocks, rejected = find_blocks(gm)
+    chains = find_chains(gm, blocks)
+    names: dict[int, str] = {}
+    for layer in layers:
+        if layer.kind in ("conv", "linear") and layer.out_group is not None:
+            names.setdefault(layer.out_group, layer.name)
+    # Groups in the order of their first producer, so dimensions read front to back.
+    order = {group: index for index, group in enumerate(names)}
+    sizes = dict(sorted(sizes.items(), key=lambda item: order.get(item[0], len(order))))
+    return Analysis(
+        group_sizes=sizes,
+        static_reasons=reasons,
+        layers=layers,
+        blocks=blocks,
+        chains=chains,
+        not_skippable=rejected,
+        unsupported=analyser.unsupported,
+        group_names=names,
+    )
+
+
+def iter_nodes(gm: fx.GraphModule, names: Iterable[str]) -> list[fx.Node]:
+    wanted = set(names)
+    return [n for n in gm.graph.nodes if n.name in wanted]
