@@ -24,6 +24,7 @@ get an elastic kernel (3, 5, ..., k).
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -273,7 +274,12 @@ class _Analyser:
             if isinstance(info, _Param):
                 self.param_users[arg.name] = -(10**9)  # never sliced
         shape = _shape(node)
-        if shape is not None:
+        if shape is not None and len(shape) >= 2:
+            # Its channels (assumed at dim 1 of a map, else the last) have a fixed width.
+            dim = 1 if len(shape) == 4 else len(shape) - 1
+            group = self.groups.new(shape[dim], f"output of an unsupported op ({why})")
+            self.info[node] = _Tensor(group, dim, shape)
+        elif shape is not None:
             self.info[node] = _Tensor(None, None, shape)
 
     def pass_through(self, node: fx.Node, source: Any, dim: int | None = None) -> None:
@@ -386,9 +392,8 @@ class _Analyser:
         method = node.op == "call_method"
         tensors = [a for a in node.args if isinstance(a, fx.Node) and a in self.info]
         if _shape(node) is None:
-            # Sizes and other non-tensor values: harmless unless a tensor op uses them.
-            if any(self.tensor(a) is not None for a in tensors) and target not in ("size",):
-                self.keep_static(node, describe(node, self.gm))
+            # Sizes and other non-tensor values carry no channels; an op that turns them
+            # back into a tensor (a reshape) is unsupported itself.
             return
         if (target in BINARY_METHODS if method else target in BINARY_FUNCTIONS) and len(
             tensors
@@ -490,14 +495,19 @@ def _layer_norm_dim(ln: nn.LayerNorm, shape: tuple[int, ...]) -> int | None:
     width = ln.normalized_shape[0]
     if type(ln) is nn.LayerNorm:
         return -1 if shape[-1] == width else None
-    # A subclass (ConvNeXt's LayerNorm2d permutes): find out by running it once.
-    x = torch.randn(1, *shape[1:], device=ln.weight.device, dtype=ln.weight.dtype)
-    out = ln(x)
+    # A subclass (ConvNeXt's LayerNorm2d permutes): find out by running a CPU copy once
+    # (the model may live on another device, or on "meta" when only its shape matters).
+    with torch.device("cpu"):
+        probe = copy.deepcopy(ln).to_empty(device="cpu").float()
+        probe.reset_parameters()
+        x = torch.randn(1, *shape[1:], generator=torch.Generator().manual_seed(0))
+        out = probe(x)
     for dim in (-1, 1):
         if x.shape[dim] != width:
             continue
         moved = x.movedim(dim, -1)
-        expected = F.layer_norm(moved, (width,), ln.weight, ln.bias, ln.eps).movedim(-1, dim)
+        with torch.device("cpu"):
+            expected = F.layer_norm(moved, (width,), None, None, probe.eps).movedim(-1, dim)
         if out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5):
             return dim
     return None

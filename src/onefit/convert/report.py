@@ -108,6 +108,8 @@ def build_report(net: ConvertedSupernet) -> ConversionReport:
     for node in net.body.graph.nodes:
         if node.op not in ("call_module", "call_function", "call_method"):
             continue
+        if node.op != "call_module" and "tensor_meta" not in node.meta:
+            continue  # shape arithmetic (x.shape, getitem): no channels of its own
         layer = net.layers.get(node.name)
         op = describe(node, net.body)
         if op == "SlicedParameter" and layer is not None:

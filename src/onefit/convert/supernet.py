@@ -99,6 +99,7 @@ class ConvertedSupernet(Supernet):
         self.in_channels = int(example_input.shape[1])
         self.model_name = type(model).__name__
         gm = trace(copy.deepcopy(model))
+        _no_inplace(gm)
         gm.eval()
         param = next(gm.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -130,7 +131,7 @@ class ConvertedSupernet(Supernet):
         self.report: ConversionReport = build_report(self)
         self._variants: dict[frozenset[str], fx.GraphModule] = {}
         self._skipped: frozenset[str] = frozenset()
-        if sort:
+        if sort and device.type != "meta":
             self.sort_channels()
         self.set_active(self.space.largest())
 
@@ -344,8 +345,9 @@ class ConvertedSupernet(Supernet):
         gm = self.body
         for name, target in alive:
             layer = self.layers.get(name)
-            if layer is None or layer.kind == "param":
-                if layer is None:
+            if layer is None or layer.kind in ("param", "other"):
+                # Fixed-size layers and functions: their MACs as measured when converting.
+                if layer is None or layer.kind == "other":
                     macs += node_macs.get(name, 0)
                 if target is not None:
                     params[target] = self._static_params(target, cfg)
@@ -409,6 +411,14 @@ class ConvertedSupernet(Supernet):
         result: list[tuple[str, str | None]] = cache[skipped]
         return result
 
+    def units(self, config: Mapping[str, Any]) -> list[str]:
+        """Not available: a converted model is a graph, not a chain of layers to time apart."""
+        raise ValueError(
+            "latency lookup tables need a supernet whose sub-networks are chains of layers; "
+            "a converted model is a general graph: measure latency instead (objective "
+            "'latency_ms' with a runtime)"
+        )
+
     # -- importance sorting -------------------------------------------------------------------
     @torch.no_grad()
     def sort_channels(self) -> None:
@@ -463,6 +473,18 @@ class ConvertedSupernet(Supernet):
                 return tensors
             return [(module.weight, 1)]
         return []
+
+
+def _no_inplace(gm: fx.GraphModule) -> None:
+    """Turn off in-place activations: with a block skipped, a ReLU that ran in place on the
+    block's output would overwrite the block's input, which autograd still needs."""
+    for module in gm.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False  # type: ignore[assignment]
+    for node in gm.graph.nodes:
+        if node.kwargs.get("inplace"):
+            node.kwargs = {**node.kwargs, "inplace": False}
+    gm.recompile()
 
 
 def _kernel_choices(conv: nn.Conv2d) -> list[int] | None:

@@ -56,7 +56,7 @@ from onefit.metrics.latency import (
 from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
 from onefit.search.supernet import CALIBRATION_BATCH, batches, run_data
 from onefit.space import ArchConfig
-from onefit.supernets import Supernet, create_supernet
+from onefit.supernets import Supernet, rebuild_supernet
 from onefit.training.bn import recalibrate_bn, resize
 from onefit.training.checkpoint import load_supernet
 from onefit.training.evaluate import evaluate_model
@@ -122,7 +122,7 @@ def load_exported(path: str | Path) -> nn.Module:
     if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path} is not a onefit export ({EXPORT_FORMAT})")
     spec = state["supernet"]
-    net = create_supernet(spec["name"], **spec["kwargs"])
+    net = rebuild_supernet(spec)
     model = net.extract(ArchConfig.from_json(state["config"]))
     model.load_state_dict(state["state_dict"], strict=True)
     return model.eval()

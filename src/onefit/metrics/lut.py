@@ -63,11 +63,11 @@ class LatencyTable:
                     "this table was built for a supernet not made by create_supernet; "
                     "pass it: LatencyTable.load(path, net=your_supernet)"
                 )
-            from onefit.supernets import create_supernet
+            from onefit.supernets import rebuild_supernet
 
             # Only the structure is needed to name units: no memory for weights.
             with torch.device("meta"):
-                self.net = create_supernet(self.supernet["name"], **self.supernet["kwargs"])
+                self.net = rebuild_supernet(self.supernet)
         return self.net
 
     def breakdown(self, config: Mapping[str, Any]) -> list[tuple[str, float]]:

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from onefit.registry import Registry
@@ -28,13 +29,24 @@ def create_supernet(name: str, **kwargs: Any) -> Supernet:
     return net
 
 
+# Keyword arguments that only initialise the weights (the torchvision family's weights
+# file): checkpoints and exports hold the weights, so rebuilding leaves them out.
+INIT_ONLY_KWARGS = ("weights",)
+
+
+def rebuild_supernet(spec: Mapping[str, Any]) -> Supernet:
+    """The supernet ``spec`` (a ``Supernet.spec``) describes, before loading its weights."""
+    kwargs = {k: v for k, v in dict(spec["kwargs"]).items() if k not in INIT_ONLY_KWARGS}
+    return create_supernet(str(spec["name"]), **kwargs)
+
+
 def list_supernets() -> list[str]:
     """Names of the registered supernet families."""
     return SUPERNETS.names()
 
 
 # Importing the family modules registers them.
-from onefit.supernets import mobilenetv3, resnet, vit  # noqa: E402
+from onefit.supernets import mobilenetv3, resnet, torchvision, vit  # noqa: E402
 
 __all__ = [
     "SUPERNETS",
@@ -42,7 +54,9 @@ __all__ = [
     "create_supernet",
     "list_supernets",
     "mobilenetv3",
+    "rebuild_supernet",
     "register_supernet",
     "resnet",
+    "torchvision",
     "vit",
 ]

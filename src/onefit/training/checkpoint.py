@@ -114,7 +114,7 @@ def load_supernet(
         >>> net.spec["name"], net.training
         ('mobilenetv3', False)
     """
-    from onefit.supernets import create_supernet  # onefit.supernets is imported lazily
+    from onefit.supernets import rebuild_supernet  # onefit.supernets is imported lazily
 
     path = Path(path)
     if path.is_dir():
@@ -122,7 +122,7 @@ def load_supernet(
     state = load_checkpoint(path, map_location=map_location)
     saved = state.get("supernet") or {}
     try:
-        net = create_supernet(saved["name"], **saved["kwargs"])
+        net = rebuild_supernet(saved)
         net.load_state_dict(state["model"], strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path}: cannot rebuild its supernet ({error})") from None

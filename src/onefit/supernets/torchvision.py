@@ -1,0 +1,124 @@
+"""Supernets converted from torchvision's CNNs, by name (see :func:`onefit.elasticize`).
+
+The family ``torchvision`` builds a torchvision classification model locally (no
+weights are downloaded), optionally loads a state dict the user trained, and converts
+it. Being a registered family, it trains, searches, exports and reloads from
+checkpoints like the built-in ones:
+
+    onefit train --supernet torchvision \\
+        --supernet-kwargs '{"model": "resnet18", "weights": "resnet18_mnist.pt"}'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from onefit.supernets import register_supernet
+from onefit.supernets.base import check_positive_int, default_resolutions
+
+
+def _torchvision() -> Any:
+    try:
+        import torchvision
+    except ImportError:
+        raise ImportError(
+            "the 'torchvision' supernet family needs torchvision: pip install torchvision "
+            "(with its matching torch, e.g. torch==2.14.1 torchvision==0.29.1)"
+        ) from None
+    return torchvision
+
+
+def build_torchvision_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """torchvision's classification model ``name`` with random weights.
+
+    With ``in_channels`` other than 3 the stem convolution is replaced by one reading
+    that many channels.
+
+    Example:
+        >>> build_torchvision_model("resnet18", 10, in_channels=1).conv1.in_channels
+        1
+    """
+    models = _torchvision().models
+    known = models.list_models(module=models)
+    if name not in known:
+        raise ValueError(
+            f"unknown torchvision classification model {name!r}; known: {', '.join(known)}"
+        )
+    model: nn.Module = models.get_model(name, weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        stem_name, stem = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+        replacement = nn.Conv2d(
+            in_channels,
+            stem.out_channels,
+            stem.kernel_size,  # type: ignore[arg-type]
+            stride=stem.stride,  # type: ignore[arg-type]
+            padding=stem.padding,  # type: ignore[arg-type]
+            bias=stem.bias is not None,
+        )
+        parent_name, _, attr = stem_name.rpartition(".")
+        setattr(model.get_submodule(parent_name), attr, replacement)
+    return model
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a state dict saved with ``torch.save(model.state_dict(), path)`` (strictly)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not fit the model: {error}") from None
+
+
+@register_supernet("torchvision")
+def torchvision_supernet(
+    *,
+    model: str = "resnet18",
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    image_size: int = 224,
+    resolutions: Sequence[int] | None = None,
+    weights: str | None = None,
+    width_ratios: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    round_to: int = 8,
+    depth: bool = True,
+    kernel: bool = True,
+) -> Any:
+    """A :class:`~onefit.convert.ConvertedSupernet` over torchvision's ``model``.
+
+    ``weights`` is a state-dict file of that model (same classes and input channels);
+    without it the model starts from random weights.
+
+    Example:
+        >>> net = torchvision_supernet(model="mobilenet_v2", num_classes=10, image_size=32)
+        >>> net.num_classes, "r" in net.space
+        (10, True)
+    """
+    from onefit.convert import elasticize
+
+    check_positive_int("num_classes", num_classes)
+    check_positive_int("in_channels", in_channels)
+    sides = default_resolutions(image_size, resolutions)
+    network = build_torchvision_model(model, num_classes, in_channels)
+    if weights is not None:
+        load_weights(network, weights)
+    example = torch.zeros(2, in_channels, max(sides), max(sides))
+    return elasticize(
+        network,
+        example,
+        width_ratios=width_ratios,
+        round_to=round_to,
+        depth=depth,
+        kernel=kernel,
+        resolutions=sides,
+        verbose=False,
+    )

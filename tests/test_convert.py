@@ -1,0 +1,247 @@
+"""onefit.elasticize on torchvision's CNNs and on models with operations it does not know."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import onefit
+from onefit.convert import ConvertedSupernet, elasticize
+from onefit.metrics import count
+from tests.conftest import randomize_for_comparison
+
+torchvision = pytest.importorskip("torchvision")
+
+MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0",
+          "convnext_tiny"]  # fmt: skip
+SIDE = 32
+N_RANDOM = 20
+ATOL = 1e-5
+
+
+def _model(name: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = torchvision.models.get_model(name, weights=None, num_classes=10)
+    # Non-trivial BN scales, shifts and statistics, so that every channel matters.
+    randomize_for_comparison(model, seed=seed)
+    model.train()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = None  # cumulative average: the statistics of these batches
+        for _ in range(2):
+            model(torch.randn(8, 3, SIDE, SIDE))
+    return model.eval()
+
+
+def _input(seed: int = 1, n: int = 2, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.randn(n, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def converted(request: pytest.FixtureRequest) -> tuple[str, nn.Module, ConvertedSupernet]:
+    model = _model(request.param)
+    net = elasticize(model, _input(), verbose=False).eval()
+    return request.param, model, net
+
+
+# Residual chains (blocks of one stage after its first, downsampling block) and their
+# lengths, and the number of depthwise convolutions with kernels of 5 or more.
+EXPECTED = {
+    "resnet18": ({"layer1.0": 2, "layer2.1": 1, "layer3.1": 1, "layer4.1": 1}, 0),
+    "resnet50": ({"layer1.1": 2, "layer2.1": 3, "layer3.1": 5, "layer4.1": 2}, 0),
+    "mobilenet_v2": (
+        {"features.3": 1, "features.5": 2, "features.8": 3, "features.12": 2, "features.15": 2},
+        0,  # 3x3 depthwise only
+    ),
+    "mobilenet_v3_large": (
+        {
+            "features.1": 1,
+            "features.3": 1,
+            "features.5": 2,
+            "features.8": 3,
+            "features.12": 1,
+            "features.14": 2,
+        },
+        6,  # blocks 4-6 and 13-15 are 5x5
+    ),  # fmt: skip
+    "efficientnet_b0": (
+        {
+            "features.2.1": 1,
+            "features.3.1": 1,
+            "features.4.1": 2,
+            "features.5.1": 2,
+            "features.6.1": 3,
+        },
+        9,  # stages 3, 5 and 6 are 5x5 (2 + 3 + 4 blocks)
+    ),  # fmt: skip
+    "convnext_tiny": (
+        {"features.1.0": 3, "features.3.0": 3, "features.5.0": 9, "features.7.0": 3},
+        18,
+    ),  # fmt: skip
+}
+
+
+def test_report_lists_every_layer_and_what_became_elastic(converted) -> None:
+    name, model, net = converted
+    report = net.report
+    layers = {row.layer: row for row in report.rows}
+    weighted = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert set(weighted) <= set(layers), "every convolution and linear layer has a row"
+    chains, kernels = EXPECTED[name]
+    depth = {d[2:]: max(net.space[d].choices) for d in net.space.names if d.startswith("d.")}
+    assert depth == chains
+    assert sum(1 for d in net.space.names if d.startswith("k.")) == kernels
+    assert sum(1 for d in net.space.names if d.startswith("w.")) >= 10
+    # The classifier keeps its 10 outputs, and says so.
+    classifier = weighted[-1]
+    assert "model output" in layers[classifier].static_because
+    assert "in: w." in layers[classifier].elastic
+    # The stem reads the 3 input channels: static input, elastic output.
+    stem = layers[weighted[0]]
+    assert "model input" in stem.static_because and "out: w." in stem.elastic
+    text = str(report)
+    assert report.summary() in text and classifier in text
+    assert set(report.to_dict()["dimensions"]) == set(net.space.names)
+
+
+@torch.no_grad()
+def test_largest_config_computes_the_original_model(converted) -> None:
+    name, model, _ = converted
+    x = _input()
+    expected = model(x)
+    # Without re-sorting, the same float32 operations in the same order.
+    unsorted = elasticize(model, x, verbose=False, sort=False).eval()
+    assert (unsorted(x) - expected).abs().max() <= ATOL
+    # Importance sorting re-orders channels (so float32 sums run in another order): in
+    # float64 the function is the same to 1e-9.
+    model64 = _model(name).double()
+    net64 = elasticize(model64, x.double(), verbose=False).eval()
+    assert (net64(x.double()) - model64(x.double())).abs().max() <= 1e-9
+
+
+@torch.no_grad()
+def test_random_configs_extract_to_equal_static_models_with_exact_cost(converted) -> None:
+    _, _, net = converted
+    x = _input(seed=2)
+    configs = [net.space.smallest(), *net.space.sample_many(N_RANDOM, seed=0)]
+    for config in configs:
+        net.set_active(config)
+        static = net.extract(config)
+        assert isinstance(static, torch.fx.GraphModule)
+        assert (static(x) - net(x)).abs().max() <= ATOL, config
+        assert net.cost(config) == count(static, (3, SIDE, SIDE)), config
+    # Smaller configs are really smaller.
+    assert net.macs(net.space.smallest()) < net.macs(net.space.largest()) / 4
+
+
+@torch.no_grad()
+def test_sub_networks_drop_layers_and_channels(converted) -> None:
+    name, model, net = converted
+    static = net.extract(net.space.smallest())
+    original = dict(model.named_modules())
+    kept = dict(static.named_modules())
+    convs = [n for n, m in original.items() if isinstance(m, nn.Conv2d)]
+    assert sum(n in kept for n in convs) < len(convs), "skipped blocks leave their layers out"
+    narrower = [n for n in convs if n in kept and kept[n].out_channels < original[n].out_channels]
+    assert narrower, "narrow sub-networks have fewer channels"
+
+
+class ShuffleNetLike(nn.Module):
+    """A CNN with a channel shuffle (view/transpose) and a cumulative sum: unknown ops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, padding=1)
+        self.bn = nn.BatchNorm2d(32)
+        self.expand = nn.Conv2d(32, 64, 1)
+        self.mix = nn.Conv2d(64, 64, 3, padding=1, groups=4)
+        self.head_conv = nn.Conv2d(64, 48, 1)
+        self.body = nn.Sequential(nn.Conv2d(48, 48, 3, padding=1), nn.BatchNorm2d(48), nn.ReLU())
+        self.fc = nn.Linear(48, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.stem(x)))
+        x = self.expand(x)
+        n, c, h, w = x.shape
+        x = x.view(n, 4, c // 4, h, w).transpose(1, 2).reshape(n, c, h, w)
+        x = torch.cumsum(self.mix(x), dim=1)
+        x = self.head_conv(x)
+        x = x + self.body(x)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+@torch.no_grad()
+def test_unsupported_operations_stay_static_and_the_rest_becomes_elastic() -> None:
+    torch.manual_seed(0)
+    model = randomize_for_comparison(ShuffleNetLike()).eval()
+    x = _input()
+    net = elasticize(model, x, verbose=False).eval()
+    rows = {row.layer: row for row in net.report.rows}
+    # The shuffle's reshape and the cumsum are reported as unsupported; the channels
+    # next to them (expand's output, mix's input and output) keep their width.
+    unsupported = [r for r in net.report.rows if r.static_because.startswith("unsupported")]
+    assert {r.op for r in unsupported} == {"Tensor.view", "Tensor.transpose", "Tensor.reshape",
+                                           "cumsum"}  # fmt: skip
+    assert "out:" not in rows["expand"].elastic
+    assert "unsupported op" in rows["expand"].static_because
+    assert rows["mix"].elastic == "" and "grouped convolution" in rows["mix"].static_because
+    # The stem's output and the residual stage after the cumsum are still elastic.
+    assert "out: w.stem" in rows["stem"].elastic
+    assert any(d.startswith("d.") for d in net.space.names)
+    assert net.space.names == ["w.stem", "w.head_conv", "d.add", "r"]
+    assert (net(x) - model(x)).abs().max() <= ATOL
+    for config in net.space.sample_many(10, seed=1):
+        net.set_active(config)
+        static = net.extract(config)
+        assert (static(x) - net(x)).abs().max() <= ATOL
+        assert net.cost(config) == count(static, (3, SIDE, SIDE))
+
+
+class DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # fx cannot trace a branch on values
+            return self.fc(x.flatten(1))
+        return self.fc(x.flatten(1)) * 2
+
+
+def test_bad_input_gives_clear_errors() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2)
+    )
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        elasticize("resnet18", _input())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="example_input"):
+        elasticize(model, [1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="square images"):
+        elasticize(model, torch.zeros(1, 3, 16, 12))
+    with pytest.raises(ValueError, match="torch.fx"):
+        elasticize(DataDependent(), torch.zeros(1, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"\(batch, classes\)"):
+        elasticize(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="unknown torchvision classification model"):
+        onefit.create_supernet("torchvision", model="resnet-18", num_classes=10, image_size=32)
+
+
+def test_torchvision_family_loads_weights_and_adapts_input_channels(tmp_path) -> None:
+    from onefit.supernets.torchvision import build_torchvision_model
+
+    model = _model("mobilenet_v2")
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    net = onefit.create_supernet(
+        "torchvision", model="mobilenet_v2", num_classes=10, image_size=SIDE, weights=str(path)
+    ).eval()
+    x = _input()
+    with torch.no_grad():
+        assert (net(x) - model(x)).abs().max() <= 1e-4
+    gray = build_torchvision_model("resnet18", 10, in_channels=1).eval()
+    assert gray.conv1.in_channels == 1 and gray(torch.zeros(1, 1, SIDE, SIDE)).shape == (1, 10)
+    with pytest.raises(ValueError, match="does not fit"):
+        onefit.create_supernet("torchvision", model="resnet18", num_classes=10, image_size=SIDE,
+                               weights=str(path))  # fmt: skip
