@@ -65,7 +65,7 @@ EXPECTED = {
             "features.14": 2,
         },
         6,  # blocks 4-6 and 13-15 are 5x5
-    ),  # fmt: skip
+    ),
     "efficientnet_b0": (
         {
             "features.2.1": 1,
@@ -75,11 +75,11 @@ EXPECTED = {
             "features.6.1": 3,
         },
         9,  # stages 3, 5 and 6 are 5x5 (2 + 3 + 4 blocks)
-    ),  # fmt: skip
+    ),
     "convnext_tiny": (
         {"features.1.0": 3, "features.3.0": 3, "features.5.0": 9, "features.7.0": 3},
         18,
-    ),  # fmt: skip
+    ),
 }
 
 
