@@ -9,6 +9,7 @@ Example:
     True
 """
 
+from onefit.convert import elasticize
 from onefit.data import DataSplits, from_tensors, list_datasets, load_dataset
 from onefit.metrics.counting import Cost, count
 from onefit.registry import Registry
@@ -37,6 +38,7 @@ __all__ = [
     "count",
     "create_supernet",
     "deploy",
+    "elasticize",
     "flatten_lists",
     "from_tensors",
     "list_datasets",

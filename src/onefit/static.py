@@ -17,8 +17,11 @@ __all__ = [
     "EncoderBlock",
     "LayerNorm2d",
     "PatchEmbed",
+    "Pooler",
+    "PostNormEncoderBlock",
     "Residual",
     "SqueezeExcite",
+    "TokenEmbedding",
 ]
 
 
@@ -141,3 +144,73 @@ class LayerNorm2d(nn.LayerNorm):
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+class TokenEmbedding(nn.Module):
+    """BERT's input: word + position + token-type-0 embeddings, layer-normed.
+
+    Example:
+        >>> embed = TokenEmbedding(nn.Embedding(10, 4), torch.zeros(6, 4), torch.zeros(2, 4),
+        ...                        nn.LayerNorm(4))
+        >>> embed(torch.zeros(2, 5, dtype=torch.long)).shape
+        torch.Size([2, 5, 4])
+    """
+
+    def __init__(
+        self, word: nn.Embedding, positions: torch.Tensor, token_types: torch.Tensor,
+        norm: nn.LayerNorm,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.word = word
+        self.positions = nn.Parameter(positions.detach().clone())
+        self.token_types = nn.Parameter(token_types.detach().clone())
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embedded = self.word(x) + self.positions[: x.shape[1]] + self.token_types[0]
+        return self.norm(embedded)
+
+
+class PostNormEncoderBlock(nn.Module):
+    """BERT's post-norm layer: ``norm1(x + out(attention(x)))``, then
+    ``norm2(x + fc2(gelu(fc1(x))))``, with ``heads`` heads of ``head_dim`` each."""
+
+    def __init__(
+        self,
+        query: nn.Linear,
+        key: nn.Linear,
+        value: nn.Linear,
+        attention_out: nn.Linear,
+        norm1: nn.LayerNorm,
+        fc1: nn.Linear,
+        fc2: nn.Linear,
+        norm2: nn.LayerNorm,
+        heads: int,
+        head_dim: int,
+    ) -> None:
+        super().__init__()
+        self.query, self.key, self.value = query, key, value
+        self.attention_out, self.norm1 = attention_out, norm1
+        self.fc1, self.fc2, self.norm2 = fc1, fc2, norm2
+        self.heads = heads
+        self.head_dim = head_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, _ = x.shape
+        q = self.query(x).view(batch, tokens, self.heads, self.head_dim).transpose(1, 2)
+        k = self.key(x).view(batch, tokens, self.heads, self.head_dim).transpose(1, 2)
+        v = self.value(x).view(batch, tokens, self.heads, self.head_dim).transpose(1, 2)
+        attention = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        x = self.norm1(x + self.attention_out(attention.reshape(batch, tokens, -1)))
+        return self.norm2(x + self.fc2(F.gelu(self.fc1(x))))
+
+
+class Pooler(nn.Module):
+    """BERT's pooler: ``tanh(dense(x[:, 0]))``."""
+
+    def __init__(self, dense: nn.Linear) -> None:
+        super().__init__()
+        self.dense = dense
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))

@@ -28,10 +28,12 @@ from onefit.data.base import DATASETS, DataError, DatasetSource, RawData, regist
 from onefit.data.splits import (
     DataSplits,
     ImageDataset,
+    TokenDataset,
     check_options,
     check_val_fraction,
     conform,
     from_tensors,
+    from_tokens,
 )
 
 
@@ -148,9 +150,11 @@ __all__ = [
     "DatasetSource",
     "ImageDataset",
     "RawData",
+    "TokenDataset",
     "cifar",
     "digits",
     "from_tensors",
+    "from_tokens",
     "idx",
     "imagefolder",
     "list_datasets",

@@ -146,6 +146,30 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         return self._normalize(self._images[self.indices]), self.labels
 
 
+class TokenDataset(Dataset[tuple[torch.Tensor, int]]):
+    """One split of token-id sequences: items ``(ids int64 (L,), label)``, as stored."""
+
+    divisor = 1.0
+
+    def __init__(self, ids: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> None:
+        self._ids, self._labels, self.indices = ids, labels, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        position = self.indices[index]
+        return self._ids[position], int(self._labels[position])
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self._labels[self.indices]
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All items at once: ``(ids (N, L) int64, labels (N,))``."""
+        return self._ids[self.indices], self.labels
+
+
 @dataclass(frozen=True)
 class DataSplits:
     """Train and validation splits of one dataset, with what a model needs to know about it.
@@ -154,8 +178,8 @@ class DataSplits:
     the validation images leaks into training) and already applied to every item.
     """
 
-    train: ImageDataset
-    val: ImageDataset
+    train: ImageDataset | TokenDataset
+    val: ImageDataset | TokenDataset
     name: str
     num_classes: int
     in_channels: int
@@ -173,6 +197,11 @@ class DataSplits:
             >>> from_tensors(images, torch.tensor([0, 1, 0, 1]), val_fraction=0.5).describe()
             'tensors: 2 train / 2 val images, 1x2x2, 2 classes, mean (0.000,) std (1.000,)'
         """
+        if isinstance(self.train, TokenDataset):
+            return (
+                f"{self.name}: {len(self.train)} train / {len(self.val)} val sequences of "
+                f"{self.image_size} tokens, {self.num_classes} classes"
+            )
         mean = ", ".join(f"{m:.3f}" for m in self.mean)
         std = ", ".join(f"{s:.3f}" for s in self.std)
         comma = "," if len(self.mean) == 1 else ""
@@ -276,6 +305,50 @@ def from_tensors(
         mean=mean,
         std=std,
         classes=tuple(classes) if classes is not None else tuple(map(str, range(num_classes))),
+    )
+
+
+def from_tokens(
+    ids: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    name: str = "tokens",
+    num_classes: int | None = None,
+) -> DataSplits:
+    """Split sequences of token ids ``(N, L)`` for text supernets (the ``bert`` family).
+
+    Splits carry the sequence length as ``image_size`` (what supernets are built with)
+    and one "channel".
+
+    Example:
+        >>> import torch
+        >>> splits = from_tokens(torch.randint(0, 9, (10, 6)), torch.arange(10) % 2, seed=0)
+        >>> splits.describe()
+        'tokens: 8 train / 2 val sequences of 6 tokens, 2 classes'
+    """
+    ids = _as_tensor(ids, "ids")
+    labels = _as_tensor(labels, "labels")
+    if ids.ndim != 2 or ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(
+            f"ids must be an integer (N, L) tensor, got {ids.dtype} {tuple(ids.shape)}"
+        )
+    if len(ids) == 0 or int(ids.min()) < 0:
+        raise ValueError("ids must hold at least one sequence of non-negative token ids")
+    num_classes = _check_labels(labels, len(ids), num_classes, None)
+    ids, labels = ids.to(torch.int64), labels.to(torch.int64)
+    train, val = split_indices(len(ids), val_fraction, seed)
+    return DataSplits(
+        train=TokenDataset(ids, labels, train),
+        val=TokenDataset(ids, labels, val),
+        name=name,
+        num_classes=num_classes,
+        in_channels=1,
+        image_size=int(ids.shape[1]),
+        mean=(0.0,),
+        std=(1.0,),
+        classes=tuple(map(str, range(num_classes))),
     )
 
 

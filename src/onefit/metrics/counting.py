@@ -81,10 +81,13 @@ _EXTRA_FORMULAS = {
 
 
 @torch.no_grad()
-def count(model: nn.Module, input_shape: Sequence[int]) -> Cost:
+def count(
+    model: nn.Module, input_shape: Sequence[int], *, dtype: torch.dtype | None = None
+) -> Cost:
     """Measure MACs (one forward pass of a single input) and parameters of any module.
 
-    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``. Meant for
+    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``; ``dtype`` is
+    the input's (default: the model's floating type; ``torch.long`` for token ids). Meant for
     static models: on a supernet it would also count the kernel-transform products of
     its elastic layers (use ``supernet.cost`` there). Every submodule's train/eval mode
     is restored afterwards.
@@ -96,7 +99,9 @@ def count(model: nn.Module, input_shape: Sequence[int]) -> Cost:
     """
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    if dtype is None:
+        floating = param is not None and param.is_floating_point()
+        dtype = param.dtype if param is not None and floating else torch.float32
     x = torch.zeros(1, *input_shape, device=device, dtype=dtype)
     modes = {module: module.training for module in model.modules()}
     # nn.MultiheadAttention's fused inference kernel is invisible to FlopCounterMode;

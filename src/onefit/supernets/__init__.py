@@ -46,11 +46,12 @@ def list_supernets() -> list[str]:
 
 
 # Importing the family modules registers them.
-from onefit.supernets import mobilenetv3, resnet, torchvision, vit  # noqa: E402
+from onefit.supernets import bert, mobilenetv3, resnet, torchvision, vit  # noqa: E402
 
 __all__ = [
     "SUPERNETS",
     "Supernet",
+    "bert",
     "create_supernet",
     "list_supernets",
     "mobilenetv3",

@@ -36,6 +36,8 @@ class Supernet(nn.Module, ABC):
     spec: dict[str, Any] | None = None
     in_channels: int
     num_classes: int
+    # What inputs are: float images by default; token ids (torch.long) for text families.
+    input_dtype: torch.dtype = torch.float32
     _active: ArchConfig
 
     # -- choosing the sub-network ------------------------------------------------------------
@@ -69,11 +71,20 @@ class Supernet(nn.Module, ABC):
         """The choices of ``r``, the input sides this supernet accepts."""
         return tuple(int(r) for r in self.space["r"].choices)
 
-    def input_shape(self, config: Mapping[str, Any] | None = None) -> tuple[int, int, int]:
+    def input_shape(self, config: Mapping[str, Any] | None = None) -> tuple[int, ...]:
         """``(channels, r, r)`` of one input image for ``config`` (default: the active one)."""
         cfg = self._active if config is None else self.space.validate(config)
         r = int(cfg["r"])
         return (self.in_channels, r, r)
+
+    def example_input(
+        self, batch_size: int = 1, config: Mapping[str, Any] | None = None, *, seed: int = 0
+    ) -> torch.Tensor:
+        """A random batch this supernet accepts for ``config``: normal images (token ids
+        for text families), on the supernet's device."""
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch_size, *self.input_shape(config), generator=generator)
+        return x.to(next(self.parameters()).device)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is a batch of images this supernet accepts."""

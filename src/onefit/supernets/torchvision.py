@@ -69,7 +69,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a state dict saved with ``torch.save(model.state_dict(), path)`` (strictly)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
+        raise ValueError(f"weights file {path} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]

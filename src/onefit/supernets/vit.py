@@ -55,14 +55,16 @@ def _static_norm(norm: nn.LayerNorm, width: int) -> nn.LayerNorm:
 class ElasticEncoderLayer(nn.Module):
     """A pre-norm encoder block whose heads, MLP width and input width are elastic."""
 
-    def __init__(self, width: int, heads: int, head_dim: int, hidden: int) -> None:
+    def __init__(
+        self, width: int, heads: int, head_dim: int, hidden: int, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         self.max_heads, self.head_dim = heads, head_dim
-        self.norm1 = nn.LayerNorm(width)
+        self.norm1 = nn.LayerNorm(width, eps=eps)
         # Rows ordered (q|k|v, head, head_dim): a head prefix is the same for q, k and v.
         self.qkv = ElasticLinear(width, 3 * heads * head_dim)
         self.proj = ElasticLinear(heads * head_dim, width)
-        self.norm2 = nn.LayerNorm(width)
+        self.norm2 = nn.LayerNorm(width, eps=eps)
         self.fc1 = ElasticLinear(width, hidden)
         self.fc2 = ElasticLinear(hidden, width)
         self.active_heads = heads
@@ -155,6 +157,7 @@ class ElasticViT(Supernet):
         embed_dims, depths, num_heads, mlp_ratios: the choices; MLP hidden width is
             ``ratio * max(embed_dims)``.
         head_dim: width of one attention head (default 64 at >= 128 pixels, else 16).
+        norm_eps: epsilon of the layer norms (torchvision's ViT uses 1e-6).
 
     Example:
         >>> net = ElasticViT(num_classes=10, image_size=32)
@@ -179,6 +182,7 @@ class ElasticViT(Supernet):
         num_heads: Sequence[int] | None = None,
         mlp_ratios: Sequence[float] = (2.0, 3.0, 4.0),
         head_dim: int | None = None,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         check_positive_int("num_classes", num_classes)
@@ -212,11 +216,11 @@ class ElasticViT(Supernet):
         self.pos_embed = nn.Parameter(torch.zeros(1, max_tokens, self.max_width))
         # The same layers as a typed list: cheap to slice, and clear to type checkers.
         self.layer_list = [
-            ElasticEncoderLayer(self.max_width, max(heads), head_dim, max(hidden))
+            ElasticEncoderLayer(self.max_width, max(heads), head_dim, max(hidden), norm_eps)
             for _ in range(max(depth_choices))
         ]
         self.layers = nn.ModuleList(self.layer_list)
-        self.norm = nn.LayerNorm(self.max_width)
+        self.norm = nn.LayerNorm(self.max_width, eps=norm_eps)
         self.head = ElasticLinear(self.max_width, num_classes)
         n = len(self.layers)
         self.space = SearchSpace(

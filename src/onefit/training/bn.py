@@ -17,7 +17,9 @@ from torch import nn
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a batch to ``size`` x ``size`` (no-op when it already is)."""
+    """Resize a batch to ``size`` x ``size`` (no-op when it already is, or for token ids)."""
+    if not images.is_floating_point() or images.dim() != 4:
+        return images
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     return F.interpolate(

@@ -26,6 +26,10 @@ class TrainConfig:
     val_fraction: float = 0.2  # held out of the training files for validation
     strategy: str = "sandwich"  # BigNAS's rule: the strongest default in the literature
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Start from these supernet weights (a state-dict file, e.g. of onefit.elasticize's
+    # result): fine-tuning a converted pretrained model, InstaTune's recipe. A resumed
+    # run continues from its checkpoint instead.
+    init_weights: str | None = None
 
     # Optimisation: SGD with Nesterov momentum and a cosine schedule, as OFA and BigNAS;
     # "adamw" for transformers (HAT, InstaTune), which SGD trains poorly.

@@ -152,6 +152,8 @@ class Trainer:
         }
         torch.manual_seed(config.seed)
         self.net = create_supernet(config.supernet, **self.supernet_kwargs).to(self.device)
+        if config.init_weights:
+            _load_initial_weights(self.net, config.init_weights)
         distributed.broadcast_parameters(self.net, self.dist)
         self.strategy: Strategy = create_strategy(config.strategy, **config.strategy_kwargs)
         self.steps_per_epoch = len(self.data.train) // config.batch_size
@@ -484,6 +486,18 @@ def _collate(dataset: Any, indices: torch.Tensor) -> tuple[torch.Tensor, torch.T
     images = torch.stack([x for x, _ in items])
     labels = torch.as_tensor([int(y) for _, y in items], dtype=torch.long)
     return images, labels
+
+
+def _load_initial_weights(net: Supernet, path: str) -> None:
+    """Load a supernet state dict saved with ``torch.save(net.state_dict(), path)``."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"init_weights: {file} does not exist")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise ValueError(f"init_weights: {file} does not fit this supernet: {error}") from None
 
 
 def train(

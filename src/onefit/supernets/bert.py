@@ -1,0 +1,300 @@
+"""Elastic BERT encoder for sequence classification (HAT / InstaTune / SortedNet dimensions).
+
+The architecture of Devlin et al., "BERT", NAACL 2019, as Hugging Face ``transformers``
+builds it (``BertForSequenceClassification``): word, position and token-type embeddings
+with a layer norm; post-norm encoder layers (self-attention with separate query, key
+and value projections, then a GELU MLP, each added to its input and layer-normed); a
+tanh pooler on the first token; a linear classifier. Use
+:func:`onefit.convert.bert_from_transformers` to start from a ``transformers`` model.
+
+Search space (dimension names):
+    ``w``     hidden width, shared by every layer (a prefix of the embedding)
+    ``d``     number of encoder layers (the first ``d`` are kept)
+    ``h.i``   attention heads of layer ``i`` (a prefix of heads)
+    ``m.i``   MLP (intermediate) width of layer ``i`` (a prefix of units)
+    ``r``     the sequence length (one choice; inputs are token ids ``(N, r)``)
+
+Inputs are full-length sequences of token ids, token type 0 and no padding mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from onefit.elastic import ElasticLinear
+from onefit.metrics.counting import Cost, linear_cost
+from onefit.space import ArchConfig, SearchSpace
+from onefit.static import Pooler, PostNormEncoderBlock, TokenEmbedding
+from onefit.supernets import register_supernet
+from onefit.supernets.base import Supernet, check_choices, check_positive_int
+
+
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    width = x.shape[-1]
+    return F.layer_norm(x, (width,), norm.weight[:width], norm.bias[:width], norm.eps)
+
+
+def _static_norm(norm: nn.LayerNorm, width: int) -> nn.LayerNorm:
+    static = nn.LayerNorm(width, eps=norm.eps)
+    with torch.no_grad():
+        static.weight.copy_(norm.weight[:width])
+        static.bias.copy_(norm.bias[:width])
+    return static
+
+
+def _tokens(cost: Cost, tokens: int) -> Cost:
+    return Cost(macs=cost.macs * tokens, params=cost.params)
+
+
+class ElasticBertLayer(nn.Module):
+    """A post-norm BERT layer whose heads, MLP width and hidden width are elastic."""
+
+    def __init__(self, width: int, heads: int, head_dim: int, hidden: int, eps: float) -> None:
+        super().__init__()
+        self.max_heads, self.head_dim = heads, head_dim
+        inner = heads * head_dim
+        # Rows ordered (head, head_dim): a prefix of rows is a prefix of heads.
+        self.query = ElasticLinear(width, inner)
+        self.key = ElasticLinear(width, inner)
+        self.value = ElasticLinear(width, inner)
+        self.attention_out = ElasticLinear(inner, width)
+        self.norm1 = nn.LayerNorm(width, eps=eps)
+        self.fc1 = ElasticLinear(width, hidden)
+        self.fc2 = ElasticLinear(hidden, width)
+        self.norm2 = nn.LayerNorm(width, eps=eps)
+        self.active_heads = heads
+        self.active_hidden = hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, width = x.shape
+        heads, inner = self.active_heads, self.active_heads * self.head_dim
+
+        def split(projection: ElasticLinear) -> torch.Tensor:
+            out = projection(x, inner).view(batch, tokens, heads, self.head_dim)
+            return out.transpose(1, 2)
+
+        attention = F.scaled_dot_product_attention(split(self.query), split(self.key),
+                                                   split(self.value))  # fmt: skip
+        attention = attention.transpose(1, 2).reshape(batch, tokens, inner)
+        x = _layer_norm(self.norm1, x + self.attention_out(attention, width))
+        hidden = F.gelu(self.fc1(x, self.active_hidden))
+        return _layer_norm(self.norm2, x + self.fc2(hidden, width))
+
+    @torch.no_grad()
+    def to_static(self, width: int, heads: int, hidden: int) -> PostNormEncoderBlock:
+        inner = heads * self.head_dim
+        return PostNormEncoderBlock(
+            self.query.to_static(width, inner),
+            self.key.to_static(width, inner),
+            self.value.to_static(width, inner),
+            self.attention_out.to_static(inner, width),
+            _static_norm(self.norm1, width),
+            self.fc1.to_static(width, hidden),
+            self.fc2.to_static(hidden, width),
+            _static_norm(self.norm2, width),
+            heads,
+            self.head_dim,
+        )
+
+    def cost(self, width: int, heads: int, hidden: int, tokens: int) -> Cost:
+        inner = heads * self.head_dim
+        total = Cost(macs=0, params=4 * width)  # two LayerNorms
+        total += _tokens(linear_cost(width, inner), tokens) + _tokens(
+            linear_cost(width, inner), tokens
+        )
+        total += _tokens(linear_cost(width, inner), tokens)
+        # Scores q k^T and their product with v: two (tokens x tokens) products per head.
+        total += Cost(macs=2 * heads * tokens * tokens * self.head_dim, params=0)
+        total += _tokens(linear_cost(inner, width), tokens)
+        total += _tokens(linear_cost(width, hidden), tokens)
+        return total + _tokens(linear_cost(hidden, width), tokens)
+
+    @torch.no_grad()
+    def sort_channels(self) -> None:
+        """Order heads and MLP units by the L1 norm of the weights reading them."""
+        order = self.fc2.weight.abs().sum(dim=0).argsort(descending=True)
+        self.fc1.weight.copy_(self.fc1.weight[order])
+        self.fc1.bias.copy_(self.fc1.bias[order])
+        self.fc2.weight.copy_(self.fc2.weight[:, order])
+        per_head = self.attention_out.weight.abs().reshape(-1, self.max_heads, self.head_dim)
+        heads = per_head.sum(dim=(0, 2)).argsort(descending=True)
+        rows = (heads[:, None] * self.head_dim + torch.arange(self.head_dim)).reshape(-1)
+        for projection in (self.query, self.key, self.value):
+            projection.weight.copy_(projection.weight[rows])
+            projection.bias.copy_(projection.bias[rows])
+        self.attention_out.weight.copy_(self.attention_out.weight[:, rows])
+
+
+class ElasticBert(Supernet):
+    """A BERT sequence classifier supernet (see the module docstring).
+
+    Args:
+        num_classes: labels of the classifier.
+        vocab_size, max_positions, type_vocab_size: the embedding tables.
+        image_size: the sequence length (named as the trainer passes a dataset's size).
+        embed_dims, depths, num_heads, mlp_dims: the choices of each dimension.
+        head_dim: width of one attention head; norm_eps: of every layer norm.
+        in_channels: must be 1 (a sequence of token ids); accepted for the trainer.
+
+    Example:
+        >>> net = ElasticBert(num_classes=2, vocab_size=50, image_size=12)
+        >>> cfg = net.set_active(net.space.smallest())
+        >>> net(torch.zeros(3, 12, dtype=torch.long)).shape
+        torch.Size([3, 2])
+        >>> from onefit.metrics import count
+        >>> net.cost(cfg) == count(net.extract(cfg), (12,), dtype=torch.long)
+        True
+    """
+
+    input_dtype = torch.long
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 2,
+        vocab_size: int = 1000,
+        image_size: int = 32,
+        max_positions: int | None = None,
+        type_vocab_size: int = 2,
+        embed_dims: Sequence[int] = (32, 48, 64),
+        depths: Sequence[int] = (2, 3, 4),
+        num_heads: Sequence[int] = (2, 3, 4),
+        mlp_dims: Sequence[int] = (64, 96, 128),
+        head_dim: int = 16,
+        norm_eps: float = 1e-12,
+        in_channels: int = 1,
+        resolutions: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in [("num_classes", num_classes), ("vocab_size", vocab_size),
+                            ("image_size", image_size), ("type_vocab_size", type_vocab_size),
+                            ("head_dim", head_dim)]:  # fmt: skip
+            check_positive_int(name, value)
+        if in_channels != 1:
+            raise ValueError(f"a BERT supernet reads token ids (in_channels=1), got {in_channels}")
+        if resolutions is not None and list(resolutions) != [image_size]:
+            raise ValueError("a BERT supernet has one sequence length (image_size)")
+        max_positions = max_positions or image_size
+        if image_size > max_positions:
+            raise ValueError(f"sequence length {image_size} exceeds max_positions {max_positions}")
+        embed = check_choices("embed_dims", embed_dims, integer=True, minimum=1)
+        depth_choices = check_choices("depths", depths, integer=True, minimum=1)
+        heads = check_choices("num_heads", num_heads, integer=True, minimum=1)
+        hidden = check_choices("mlp_dims", mlp_dims, integer=True, minimum=1)
+        self.num_classes, self.in_channels = num_classes, 1
+        self.seq_len, self.head_dim = image_size, head_dim
+        width = max(embed)
+        self.word = nn.Embedding(vocab_size, width)
+        self.positions = nn.Parameter(torch.zeros(max_positions, width))
+        self.token_types = nn.Parameter(torch.zeros(type_vocab_size, width))
+        self.embed_norm = nn.LayerNorm(width, eps=norm_eps)
+        self.layer_list = [
+            ElasticBertLayer(width, max(heads), head_dim, max(hidden), norm_eps)
+            for _ in range(max(depth_choices))
+        ]
+        self.layers = nn.ModuleList(self.layer_list)
+        self.pooler = ElasticLinear(width, width)
+        self.classifier = ElasticLinear(width, num_classes)
+        n = len(self.layer_list)
+        self.space = SearchSpace(
+            {
+                "w": embed,
+                "d": depth_choices,
+                **{f"h.{i}": heads for i in range(n)},
+                **{f"m.{i}": hidden for i in range(n)},
+                "r": (image_size,),
+            }
+        )
+        for table in (self.word.weight, self.positions, self.token_types):
+            nn.init.trunc_normal_(table, std=0.02)
+        self._width, self._depth = width, n
+        self.set_active(self.space.largest())
+
+    # -- inputs -------------------------------------------------------------------------------
+    def input_shape(self, config: Mapping[str, Any] | None = None) -> tuple[int, ...]:
+        """``(r,)``: one sequence of token ids."""
+        return (self.seq_len,)
+
+    def example_input(
+        self, batch_size: int = 1, config: Mapping[str, Any] | None = None, *, seed: int = 0
+    ) -> torch.Tensor:
+        """Random token ids ``(batch_size, r)``."""
+        generator = torch.Generator().manual_seed(seed)
+        shape = (batch_size, self.seq_len)
+        ids = torch.randint(0, self.word.num_embeddings, shape, generator=generator)
+        return ids.to(self.word.weight.device)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of token ids, got {type(x).__name__}")
+        if x.dim() != 2 or x.shape[1] != self.seq_len or x.is_floating_point():
+            raise ValueError(
+                f"expected integer token ids of shape (N, {self.seq_len}), got "
+                f"{x.dtype} {tuple(x.shape)}"
+            )
+
+    # -- running ------------------------------------------------------------------------------
+    def _activate(self, config: ArchConfig) -> None:
+        self._width, self._depth = int(config["w"]), int(config["d"])
+        for i, layer in enumerate(self.layer_list):
+            layer.active_heads = int(config[f"h.{i}"])
+            layer.active_hidden = int(config[f"m.{i}"])
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        width, tokens = self._width, x.shape[1]
+        embedded = F.embedding(x, self.word.weight[:, :width])
+        embedded = embedded + self.positions[:tokens, :width] + self.token_types[0, :width]
+        hidden = _layer_norm(self.embed_norm, embedded)
+        for layer in self.layer_list[: self._depth]:
+            hidden = layer(hidden)
+        pooled = torch.tanh(self.pooler(hidden[:, 0], width))
+        return self.classifier(pooled)
+
+    @torch.no_grad()
+    def _build_static(self, config: ArchConfig) -> nn.Module:
+        width = int(config["w"])
+        embedding = nn.Embedding(self.word.num_embeddings, width)
+        embedding.weight.copy_(self.word.weight[:, :width])
+        layers = [
+            layer.to_static(width, int(config[f"h.{i}"]), int(config[f"m.{i}"]))
+            for i, layer in enumerate(self.layer_list[: int(config["d"])])
+        ]
+        return nn.Sequential(
+            TokenEmbedding(
+                embedding,
+                self.positions[:, :width],
+                self.token_types[:, :width],
+                _static_norm(self.embed_norm, width),
+            ),
+            *layers,
+            Pooler(self.pooler.to_static(width, width)),
+            self.classifier.to_static(width),
+        )
+
+    def cost(self, config: Mapping[str, Any]) -> Cost:
+        config = self.space.validate(config)
+        width, tokens = int(config["w"]), self.seq_len
+        tables = self.word.num_embeddings + self.positions.shape[0] + self.token_types.shape[0]
+        total = Cost(macs=0, params=tables * width + 2 * width)
+        for i, layer in enumerate(self.layer_list[: int(config["d"])]):
+            total += layer.cost(width, int(config[f"h.{i}"]), int(config[f"m.{i}"]), tokens)
+        total += linear_cost(width, width)  # pooler
+        return total + linear_cost(width, self.num_classes)
+
+    def units(self, config: Mapping[str, Any]) -> list[str]:
+        """Not available yet: latency tables time layers on image inputs."""
+        raise ValueError(
+            "latency lookup tables are not supported for the bert family yet; search it "
+            "on MACs and parameters, or measure latency on extracted models"
+        )
+
+
+@register_supernet("bert")
+def bert(**kwargs: Any) -> ElasticBert:
+    """Elastic BERT encoder classifier (depth, heads, MLP width, hidden width)."""
+    return ElasticBert(**kwargs)

@@ -1,0 +1,97 @@
+"""Elastic transformer encoders from torchvision's VisionTransformer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import onefit
+from onefit.metrics import count
+from onefit.supernets.vit import ElasticViT
+from onefit.training import evaluate_config
+
+torchvision = pytest.importorskip("torchvision")
+
+
+def _vit(image_size: int = 16, in_channels: int = 3, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = torchvision.models.VisionTransformer(
+        image_size=image_size, patch_size=4, num_layers=4, num_heads=4, hidden_dim=64,
+        mlp_dim=128, num_classes=10,
+    )  # fmt: skip
+    if in_channels != 3:
+        model.conv_proj = nn.Conv2d(in_channels, 64, 4, stride=4)
+    with torch.no_grad():  # torchvision zero-initialises the head: make every weight count
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    return model.eval()
+
+
+@torch.no_grad()
+def test_vit_converts_exactly_and_sub_networks_extract() -> None:
+    model = _vit()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    net = onefit.elasticize(model, x, verbose=False).eval()
+    assert isinstance(net, ElasticViT) and net.spec is not None and net.spec["name"] == "vit"
+    assert net.space["d"].choices == (2, 3, 4) and net.space["h.0"].choices == (2, 3, 4)
+    assert max(net.space["w"].choices) == 64 and max(net.space["m.0"].choices) == 128
+    # Head and MLP sorting re-orders sums: exact in float64, within 1e-5 in float32.
+    assert (net(x) - model(x)).abs().max() <= 1e-5
+    model64, net64 = model.double(), onefit.elasticize(model, x.double(), verbose=False)
+    assert (net64.eval()(x.double()) - model64(x.double())).abs().max() <= 1e-9
+    model.float()
+    rows = {row.layer: row for row in net.report.rows}
+    assert "heads: h.3" in rows["encoder.layers.encoder_layer_3.self_attention"].elastic
+    assert rows["heads.head"].static_because == "out: model output"
+    for config in [net.space.smallest(), *net.space.sample_many(20, seed=0)]:
+        net.set_active(config)
+        static = net.extract(config)
+        assert (static(x) - net(x)).abs().max() <= 1e-5
+        assert net.cost(config) == count(static, (3, 16, 16))
+
+
+def test_sandwich_fine_tuning_raises_the_smallest_vit(tmp_path) -> None:
+    """InstaTune's recipe: convert a trained ViT, fine-tune the supernet with the sandwich rule."""
+    data = onefit.load_dataset("digits", val_fraction=0.2, seed=0)
+    x_train, y_train = data.train_tensors()
+    val = [(x, y) for x, y in zip(*(t.split(256) for t in data.val_tensors()))]
+    model = _vit(image_size=8, in_channels=1).train()
+    # Brief pre-training of the plain model (AdamW; 2 epochs of digits).
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        for idx in torch.randperm(len(y_train), generator=generator).split(64):
+            loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    net = onefit.elasticize(model, x_train[:2], verbose=False)
+    smallest, largest = net.space.smallest(), net.space.largest()
+    before = {c: evaluate_config(net, c, val, None)["accuracy"] for c in (smallest, largest)}
+    weights = tmp_path / "converted.pt"
+    torch.save(net.state_dict(), weights)
+    assert net.spec is not None
+    result = onefit.train(
+        supernet="vit", supernet_kwargs=net.spec["kwargs"], init_weights=str(weights),
+        strategy="sandwich", optimizer="adamw", lr=1e-3, weight_decay=0.05, epochs=2,
+        batch_size=64, run_dir=str(tmp_path / "run"), data=data, progress=False,
+        tensorboard=False,
+    )  # fmt: skip
+    tuned = onefit.load_supernet(result.run_dir)
+    after = {c: evaluate_config(tuned, c, val, None)["accuracy"] for c in (smallest, largest)}
+    assert after[smallest] >= before[smallest] + 0.10, (before, after)
+    assert after[largest] >= before[largest] - 0.05, (before, after)
+
+
+def test_init_weights_must_fit(tmp_path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="does not fit"):
+        onefit.train(supernet="vit", init_weights=str(path), epochs=1, run_dir=str(tmp_path),
+                     progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="does not exist"):
+        onefit.train(supernet="vit", init_weights=str(tmp_path / "missing.pt"), epochs=1,
+                     run_dir=str(tmp_path), progress=False)  # fmt: skip
