@@ -7,14 +7,17 @@ For each torchvision architecture (ResNet-18, MobileNetV2; one input channel):
 2. onefit: ``elasticize`` the pre-trained model (family ``torchvision`` with its
    weights) and fine-tune the supernet with the ``sandwich`` strategy for
    ``--finetune-epochs``. Evaluate sub-networks (BN recalibrated, no further training):
-   the uniform-width configs (every width group at 25/50/75/100 %, full depth) plus
-   ``--random`` random configs; their accuracy/MACs Pareto front is onefit's front.
+   the uniform-width configs (every width group at 25/50/75/100 %, full depth) and the
+   smallest config (which the sandwich rule trains at every step), plus a
+   LINAS search of accuracy against MACs (``--budget`` evaluations); the Pareto front
+   of all of them is onefit's front.
 3. Baseline: plain L1-magnitude channel pruning of the same pre-trained model to the
    uniform widths 25/50/75 % (each coupled channel group keeps the channels with the
    largest L1 norm summed over the layers that write and read them, as Torch-Pruning
    does for residual groups), each pruned model fine-tuned alone for the same
    ``--finetune-epochs`` with the same optimiser. Each pruned model thus gets the
-   budget the whole supernet got.
+   budget the whole supernet got. Also reported: each pruned model fine-tuned for the
+   supernet's epochs shared out over the three (at least one epoch).
 
 Reports, per pruned model, whether some onefit sub-network has at most its MACs and at
 least its accuracy (the onefit front dominates at that MACs level).
@@ -27,6 +30,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import tempfile
@@ -41,6 +45,7 @@ import torch.nn.functional as F
 import onefit
 from onefit.data import DataSplits, load_dataset
 from onefit.search.pareto import pareto_mask
+from onefit.search.supernet import supernet_search
 from onefit.supernets.torchvision import build_torchvision_model
 from onefit.training import TrainConfig, evaluate_config, evaluate_model
 from onefit.training.bn import recalibrate_bn, resize
@@ -128,13 +133,23 @@ def run_arch(arch: str, data: DataSplits, args: argparse.Namespace) -> dict[str,
         )  # fmt: skip
         result["finetune_seconds"] = time.perf_counter() - start
         net = trained.supernet.eval()
-        configs = [uniform(net, r) for r in (*RATIOS, 1.0)]
-        configs += net.space.sample_many(args.random, seed=0)
+        # onefit's front: the uniform-width sub-networks plus a LINAS search of
+        # accuracy against MACs (each evaluation: BN recalibrated, validation accuracy).
         points = []
-        for config in dict.fromkeys(configs):
+        anchors = [(uniform(net, r), True) for r in (*RATIOS, 1.0)]
+        for config, is_uniform in [*anchors, (net.space.smallest(), False)]:
             accuracy = evaluate_config(net, config, val, calibration, bn_batches=10)["accuracy"]
             points.append({"config": config.to_json(), "macs": net.macs(config),
-                           "accuracy": accuracy})  # fmt: skip
+                           "accuracy": accuracy, "uniform": is_uniform})  # fmt: skip
+        start = time.perf_counter()
+        searched = supernet_search(net, data, {"accuracy": "max", "macs": "min"},
+                                   strategy="linas", budget=args.budget, seed=0)  # fmt: skip
+        result["search_seconds"] = time.perf_counter() - start
+        for evaluation in searched.history:
+            if evaluation.ok:
+                metrics = evaluation.metrics
+                points.append({"config": evaluation.config.to_json(), "macs": int(metrics["macs"]),
+                               "accuracy": metrics["accuracy"], "uniform": False})  # fmt: skip
         mask = pareto_mask(np.array([[p["macs"], -p["accuracy"]] for p in points]))
         front = sorted((p for p, m in zip(points, mask) if m), key=lambda p: p["macs"])
         result["onefit_points"] = points
@@ -148,6 +163,11 @@ def run_arch(arch: str, data: DataSplits, args: argparse.Namespace) -> dict[str,
             static = pruner.extract(config).train()
             recalibrate_bn(static, calibration, num_batches=10)
             before = evaluate_model(static, val)["accuracy"]
+            # Also with the supernet's budget shared out over the pruned models.
+            shared = copy.deepcopy(static)
+            shared_epochs = max(1, round(args.finetune_epochs / len(RATIOS)))
+            fit(shared, data, base.replace(epochs=shared_epochs, lr=args.finetune_lr), seed=2)
+            shared_accuracy = evaluate_model(shared, val)["accuracy"]
             start = time.perf_counter()
             tune = base.replace(epochs=args.finetune_epochs, lr=args.finetune_lr)
             fit(static, data, tune, seed=2)
@@ -155,14 +175,20 @@ def run_arch(arch: str, data: DataSplits, args: argparse.Namespace) -> dict[str,
             accuracy = evaluate_model(static, val)["accuracy"]
             macs = pruner.macs(config)
             better = [p for p in points if p["macs"] <= macs and p["accuracy"] >= accuracy]
+            same = next(p for p in points if p["uniform"] and p["config"] == config.to_json())
             pruned.append({
                 "ratio": ratio, "macs": macs, "accuracy_before_finetune": before,
+                "onefit_same_architecture_accuracy": same["accuracy"],
                 "accuracy": accuracy, "finetune_seconds": seconds,
+                "shared_budget_epochs": shared_epochs, "accuracy_shared_budget": shared_accuracy,
+                "onefit_dominates_shared_budget": any(
+                    p["macs"] <= macs and p["accuracy"] >= shared_accuracy for p in points),
                 "onefit_dominates": bool(better),
                 "onefit_best_at_or_below_macs": max(
                     (p["accuracy"] for p in points if p["macs"] <= macs), default=None),
             })  # fmt: skip
-            print(f"  L1 {ratio:.2f}: {macs / 1e6:.2f} MMACs acc {accuracy:.4f}; "
+            print(f"  L1 {ratio:.2f}: {macs / 1e6:.2f} MMACs acc {accuracy:.4f} "
+                  f"({shared_accuracy:.4f} with {shared_epochs} epochs); "
                   f"onefit dominates: {bool(better)}")  # fmt: skip
         result["l1_pruned"] = pruned
     result["dominates_everywhere"] = all(p["onefit_dominates"] for p in pruned)
@@ -174,7 +200,7 @@ def main() -> None:
     parser.add_argument("--archs", default="resnet18,mobilenet_v2")
     parser.add_argument("--pretrain-epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=3)
-    parser.add_argument("--random", type=int, default=40, help="random sub-networks evaluated")
+    parser.add_argument("--budget", type=int, default=60, help="sub-networks the search evaluates")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05, help="pre-training learning rate")
     parser.add_argument(

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import onefit
 from onefit.metrics import count
 from onefit.metrics.runtimes.onnx_runtime import export_onnx
+from onefit.search.supernet import supernet_search
 from onefit.supernets.bert import ElasticBert
 from onefit.training import evaluate_config
 
@@ -120,6 +121,10 @@ def test_sandwich_fine_tuning_raises_the_smallest_bert(tmp_path) -> None:
     )  # fmt: skip
     tuned = onefit.load_supernet(result.run_dir)
     after = {c: evaluate_config(tuned, c, val, None)["accuracy"] for c in (smallest, largest)}
-    print("before", before, "after", after)
     assert after[smallest] >= before[smallest] + 0.10, (before, after)
     assert after[largest] >= before[largest] - 0.05, (before, after)
+    # And it searches like any supernet: accuracy against MACs on the token data.
+    found = supernet_search(tuned, data, {"accuracy": "max", "macs": "min"},
+                            strategy="random", budget=6, seed=0)  # fmt: skip
+    assert len(found.history) == 6 and all(e.ok for e in found.history)
+    assert found.pareto and all(0.3 < e.metrics["accuracy"] <= 1 for e in found.pareto)

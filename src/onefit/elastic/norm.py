@@ -11,6 +11,22 @@ def _prefix(channels: int, *tensors: torch.Tensor | None) -> tuple[torch.Tensor 
     return tuple(None if t is None else t[:channels] for t in tensors)
 
 
+def prefix_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm`` applied to the first ``x.shape[-1]`` features (transformer widths)."""
+    width = x.shape[-1]
+    weight, bias = _prefix(width, norm.weight, norm.bias)
+    return F.layer_norm(x, (width,), weight, bias, norm.eps)
+
+
+@torch.no_grad()
+def static_layer_norm(norm: nn.LayerNorm, width: int) -> nn.LayerNorm:
+    """A plain ``nn.LayerNorm`` with a copy of ``norm``'s first ``width`` features."""
+    static = nn.LayerNorm(width, eps=norm.eps)
+    static.weight.copy_(norm.weight[:width])
+    static.bias.copy_(norm.bias[:width])
+    return static
+
+
 class ElasticBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that normalises however many leading channels it receives.
 

@@ -62,6 +62,11 @@ def linear_cost(in_features: int, out_features: int, *, bias: bool = True) -> Co
     )
 
 
+def per_token(cost: Cost, tokens: int) -> Cost:
+    """A per-token layer (linear) applied to ``tokens`` tokens: MACs scale, params do not."""
+    return Cost(macs=cost.macs * tokens, params=cost.params)
+
+
 def _cpu_flash_attention_flops(
     query_shape: Sequence[int],
     key_shape: Sequence[int],

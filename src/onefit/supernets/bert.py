@@ -27,28 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.elastic import ElasticLinear
-from onefit.metrics.counting import Cost, linear_cost
+from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
+from onefit.metrics.counting import Cost, linear_cost, per_token
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Pooler, PostNormEncoderBlock, TokenEmbedding
 from onefit.supernets import register_supernet
 from onefit.supernets.base import Supernet, check_choices, check_positive_int
-
-
-def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    width = x.shape[-1]
-    return F.layer_norm(x, (width,), norm.weight[:width], norm.bias[:width], norm.eps)
-
-
-def _static_norm(norm: nn.LayerNorm, width: int) -> nn.LayerNorm:
-    static = nn.LayerNorm(width, eps=norm.eps)
-    with torch.no_grad():
-        static.weight.copy_(norm.weight[:width])
-        static.bias.copy_(norm.bias[:width])
-    return static
-
-
-def _tokens(cost: Cost, tokens: int) -> Cost:
-    return Cost(macs=cost.macs * tokens, params=cost.params)
 
 
 class ElasticBertLayer(nn.Module):
@@ -81,9 +65,9 @@ class ElasticBertLayer(nn.Module):
         attention = F.scaled_dot_product_attention(split(self.query), split(self.key),
                                                    split(self.value))  # fmt: skip
         attention = attention.transpose(1, 2).reshape(batch, tokens, inner)
-        x = _layer_norm(self.norm1, x + self.attention_out(attention, width))
+        x = prefix_layer_norm(self.norm1, x + self.attention_out(attention, width))
         hidden = F.gelu(self.fc1(x, self.active_hidden))
-        return _layer_norm(self.norm2, x + self.fc2(hidden, width))
+        return prefix_layer_norm(self.norm2, x + self.fc2(hidden, width))
 
     @torch.no_grad()
     def to_static(self, width: int, heads: int, hidden: int) -> PostNormEncoderBlock:
@@ -93,10 +77,10 @@ class ElasticBertLayer(nn.Module):
             self.key.to_static(width, inner),
             self.value.to_static(width, inner),
             self.attention_out.to_static(inner, width),
-            _static_norm(self.norm1, width),
+            static_layer_norm(self.norm1, width),
             self.fc1.to_static(width, hidden),
             self.fc2.to_static(hidden, width),
-            _static_norm(self.norm2, width),
+            static_layer_norm(self.norm2, width),
             heads,
             self.head_dim,
         )
@@ -104,15 +88,13 @@ class ElasticBertLayer(nn.Module):
     def cost(self, width: int, heads: int, hidden: int, tokens: int) -> Cost:
         inner = heads * self.head_dim
         total = Cost(macs=0, params=4 * width)  # two LayerNorms
-        total += _tokens(linear_cost(width, inner), tokens) + _tokens(
-            linear_cost(width, inner), tokens
-        )
-        total += _tokens(linear_cost(width, inner), tokens)
+        for _ in range(3):  # query, key, value
+            total += per_token(linear_cost(width, inner), tokens)
         # Scores q k^T and their product with v: two (tokens x tokens) products per head.
         total += Cost(macs=2 * heads * tokens * tokens * self.head_dim, params=0)
-        total += _tokens(linear_cost(inner, width), tokens)
-        total += _tokens(linear_cost(width, hidden), tokens)
-        return total + _tokens(linear_cost(hidden, width), tokens)
+        total += per_token(linear_cost(inner, width), tokens)
+        total += per_token(linear_cost(width, hidden), tokens)
+        return total + per_token(linear_cost(hidden, width), tokens)
 
     @torch.no_grad()
     def sort_channels(self) -> None:
@@ -249,7 +231,7 @@ class ElasticBert(Supernet):
         width, tokens = self._width, x.shape[1]
         embedded = F.embedding(x, self.word.weight[:, :width])
         embedded = embedded + self.positions[:tokens, :width] + self.token_types[0, :width]
-        hidden = _layer_norm(self.embed_norm, embedded)
+        hidden = prefix_layer_norm(self.embed_norm, embedded)
         for layer in self.layer_list[: self._depth]:
             hidden = layer(hidden)
         pooled = torch.tanh(self.pooler(hidden[:, 0], width))
@@ -269,7 +251,7 @@ class ElasticBert(Supernet):
                 embedding,
                 self.positions[:, :width],
                 self.token_types[:, :width],
-                _static_norm(self.embed_norm, width),
+                static_layer_norm(self.embed_norm, width),
             ),
             *layers,
             Pooler(self.pooler.to_static(width, width)),

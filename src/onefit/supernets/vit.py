@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.elastic import ElasticLinear
-from onefit.metrics.counting import Cost, conv_cost, linear_cost
+from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
+from onefit.metrics.counting import Cost, conv_cost, linear_cost, per_token
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import ClassToken, EncoderBlock, PatchEmbed
 from onefit.supernets import register_supernet
@@ -37,19 +38,6 @@ from onefit.supernets.base import (
     check_positive_int,
     default_resolutions,
 )
-
-
-def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    width = x.shape[-1]
-    return F.layer_norm(x, (width,), norm.weight[:width], norm.bias[:width], norm.eps)
-
-
-def _static_norm(norm: nn.LayerNorm, width: int) -> nn.LayerNorm:
-    static = nn.LayerNorm(width, eps=norm.eps)
-    with torch.no_grad():
-        static.weight.copy_(norm.weight[:width])
-        static.bias.copy_(norm.bias[:width])
-    return static
 
 
 class ElasticEncoderLayer(nn.Module):
@@ -83,11 +71,11 @@ class ElasticEncoderLayer(nn.Module):
         batch, tokens, width = x.shape
         heads, inner = self.active_heads, self.active_heads * self.head_dim
         weight, bias = self._qkv_weight(width, heads)
-        qkv = F.linear(_layer_norm(self.norm1, x), weight, bias)
+        qkv = F.linear(prefix_layer_norm(self.norm1, x), weight, bias)
         q, k, v = qkv.reshape(batch, tokens, 3, heads, self.head_dim).permute(2, 0, 3, 1, 4)
         attention = F.scaled_dot_product_attention(q, k, v)
         x = x + self.proj(attention.transpose(1, 2).reshape(batch, tokens, inner), width)
-        hidden = self.fc1(_layer_norm(self.norm2, x), self.active_hidden)
+        hidden = self.fc1(prefix_layer_norm(self.norm2, x), self.active_hidden)
         return x + self.fc2(F.gelu(hidden), width)
 
     @torch.no_grad()
@@ -97,10 +85,10 @@ class ElasticEncoderLayer(nn.Module):
         qkv.weight.copy_(weight)
         qkv.bias.copy_(bias)
         return EncoderBlock(
-            _static_norm(self.norm1, width),
+            static_layer_norm(self.norm1, width),
             qkv,
             self.proj.to_static(heads * self.head_dim, width),
-            _static_norm(self.norm2, width),
+            static_layer_norm(self.norm2, width),
             self.fc1.to_static(width, hidden),
             self.fc2.to_static(hidden, width),
             heads,
@@ -110,12 +98,12 @@ class ElasticEncoderLayer(nn.Module):
     def cost(self, width: int, heads: int, hidden: int, tokens: int) -> Cost:
         inner = heads * self.head_dim
         total = Cost(macs=0, params=4 * width)  # two LayerNorms
-        total += _tokens(linear_cost(width, 3 * inner), tokens)
+        total += per_token(linear_cost(width, 3 * inner), tokens)
         # Scores q k^T and their product with v: two (tokens x tokens) products per head.
         total += Cost(macs=2 * heads * tokens * tokens * self.head_dim, params=0)
-        total += _tokens(linear_cost(inner, width), tokens)
-        total += _tokens(linear_cost(width, hidden), tokens)
-        return total + _tokens(linear_cost(hidden, width), tokens)
+        total += per_token(linear_cost(inner, width), tokens)
+        total += per_token(linear_cost(width, hidden), tokens)
+        return total + per_token(linear_cost(hidden, width), tokens)
 
     @torch.no_grad()
     def sort_channels(self) -> None:
@@ -132,11 +120,6 @@ class ElasticEncoderLayer(nn.Module):
         self.qkv.weight.copy_(self.qkv.weight[rows])
         self.qkv.bias.copy_(self.qkv.bias[rows])
         self.proj.weight.copy_(self.proj.weight[:, columns])
-
-
-def _tokens(cost: Cost, tokens: int) -> Cost:
-    """A per-token linear layer applied to ``tokens`` tokens."""
-    return Cost(macs=cost.macs * tokens, params=cost.params)
 
 
 def default_patch_size(image_size: int) -> int:
@@ -260,7 +243,7 @@ class ElasticViT(Supernet):
         x = torch.cat([cls.expand(patches.shape[0], -1, -1), patches], dim=1) + pos
         for layer in self.layer_list[: self._depth]:
             x = layer(x)
-        return self.head(_layer_norm(self.norm, x)[:, 0])
+        return self.head(prefix_layer_norm(self.norm, x)[:, 0])
 
     def _tokens(self, config: Mapping[str, Any]) -> int:
         return (int(config["r"]) // self.patch_size) ** 2 + 1
@@ -276,7 +259,7 @@ class ElasticViT(Supernet):
         return nn.Sequential(
             PatchEmbed(self._static_patch(width), cls, pos),
             *layers,
-            _static_norm(self.norm, width),
+            static_layer_norm(self.norm, width),
             ClassToken(),
             self.head.to_static(width),
         )
