@@ -245,3 +245,38 @@ def test_torchvision_family_loads_weights_and_adapts_input_channels(tmp_path) ->
     with pytest.raises(ValueError, match="does not fit"):
         onefit.create_supernet("torchvision", model="resnet18", num_classes=10, image_size=SIDE,
                                weights=str(path))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_converted_cnn_trains_searches_and_exports_like_any_family(tmp_path) -> None:
+    """The whole pipeline on a torchvision ResNet-18 converted from a weights file."""
+    import numpy as np
+    import onnxruntime
+
+    from onefit.search.supernet import search_run
+    from onefit.supernets.torchvision import build_torchvision_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pt"
+    torch.save(build_torchvision_model("resnet18", 10, in_channels=1).state_dict(), weights)
+    run = tmp_path / "run"
+    kwargs = {"model": "resnet18", "weights": str(weights), "width_ratios": [0.5, 1.0]}
+    onefit.train(supernet="torchvision", supernet_kwargs=kwargs, epochs=1, batch_size=128,
+                 run_dir=str(run), progress=False, tensorboard=False, bn_batches=2)  # fmt: skip
+    weights.unlink()  # the checkpoint holds the weights: rebuilding must not need the file
+    net = onefit.load_supernet(run)
+    assert net.spec is not None and net.spec["name"] == "torchvision"
+    found = search_run(run, {"accuracy": "max", "macs": "min"}, strategy="random", budget=4,
+                       seed=0, store=str(run / "search" / "results.db"), progress=False)  # fmt: skip
+    assert len(found.history) == 4 and all(e.ok for e in found.history)
+    exported = onefit.deploy.export(run, "smallest", format="onnx", latency_repeats=5)
+    card = exported.card
+    config = net.space.validate(card["config"])
+    assert card["macs"] == net.macs(config) and card["params"] == net.params(config)
+    session = onnxruntime.InferenceSession(str(exported.model_path))
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    (logits,) = session.run(None, {"input": x.numpy()})
+    pt = onefit.deploy.export(run, "smallest", format="pt", latency_repeats=5)
+    model = onefit.deploy.load_exported(pt.model_path)
+    with torch.no_grad():
+        assert np.abs(logits - model(x).numpy()).max() <= 1e-4
