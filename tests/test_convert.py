@@ -266,8 +266,9 @@ def test_converted_cnn_trains_searches_and_exports_like_any_family(tmp_path) -> 
     weights.unlink()  # the checkpoint holds the weights: rebuilding must not need the file
     net = onefit.load_supernet(run)
     assert net.spec is not None and net.spec["name"] == "torchvision"
+    store = str(run / "search" / "results.db")
     found = search_run(run, {"accuracy": "max", "macs": "min"}, strategy="random", budget=4,
-                       seed=0, store=str(run / "search" / "results.db"), progress=False)  # fmt: skip
+                       seed=0, store=store, progress=False)  # fmt: skip
     assert len(found.history) == 4 and all(e.ok for e in found.history)
     exported = onefit.deploy.export(run, "smallest", format="onnx", latency_repeats=5)
     card = exported.card
