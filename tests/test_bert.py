@@ -78,6 +78,8 @@ def test_bert_rejects_images_and_wrong_lengths() -> None:
         net(torch.zeros(2, LENGTH))
     with pytest.raises(ValueError, match="token ids"):
         net(torch.zeros(2, LENGTH + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"token ids must lie in 0\.\.19"):
+        net(torch.full((2, LENGTH), VOCAB))
     with pytest.raises(ValueError, match="in_channels=1"):
         onefit.create_supernet("bert", in_channels=3)
     with pytest.raises(ValueError, match="example_input is token ids"):

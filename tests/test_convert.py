@@ -281,3 +281,54 @@ def test_converted_cnn_trains_searches_and_exports_like_any_family(tmp_path) -> 
     model = onefit.deploy.load_exported(pt.model_path)
     with torch.no_grad():
         assert np.abs(logits - model(x).numpy()).max() <= 1e-4
+
+
+class Tricky(nn.Module):
+    """Functional dropout, a chunk, a keyword operand, two residual runs in one module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, padding=1)
+        self.left = nn.Conv2d(32, 32, 1)
+        self.right = nn.Conv2d(32, 32, 1)
+        self.gate = nn.Conv2d(32, 32, 1)
+        self.first = nn.ModuleList([nn.Conv2d(16, 16, 3, padding=1) for _ in range(2)])
+        self.down = nn.Conv2d(16, 24, 3, stride=2, padding=1)
+        self.second = nn.ModuleList([nn.Conv2d(24, 24, 3, padding=1) for _ in range(2)])
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = torch.add(self.left(x), other=self.right(x))  # couples left and right
+        a, b = self.gate(x).chunk(2, dim=1)  # splits channels: kept static
+        x = a * torch.sigmoid(b)
+        for conv in self.first:
+            x = x + torch.relu(conv(x))
+        x = self.down(x)
+        for conv in self.second:
+            x = x + torch.relu(conv(x))
+        x = nn.functional.dropout(x, 0.5, self.training)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+@torch.no_grad()
+def test_functional_dropout_chunks_keyword_operands_and_separate_chains() -> None:
+    torch.manual_seed(0)
+    model = randomize_for_comparison(Tricky()).train()  # converted from training mode
+    net = elasticize(model, _input(), verbose=False)
+    assert net.training and all(m.training for m in net.modules())
+    net.eval()
+    x = _input()
+    assert (net(x) - model.eval()(x)).abs().max() <= ATOL  # no dropout baked in
+    names = net.space.names
+    assert "w.left" in names and "w.right" not in names  # one group: added together
+    assert "w.gate" not in names  # the chunked channels keep their width
+    rows = {row.layer: row for row in net.report.rows}
+    assert rows["chunk"].static_because.startswith("unsupported")
+    depth = [n for n in names if n.startswith("d.")]
+    assert len(depth) == 2, depth  # the strided conv separates the two runs
+    for config in net.space.sample_many(10, seed=2):
+        net.set_active(config)
+        static = net.extract(config)
+        assert (static(x) - net(x)).abs().max() <= ATOL
+        assert net.cost(config) == count(static, (3, SIDE, SIDE))

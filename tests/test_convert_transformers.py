@@ -37,6 +37,8 @@ def test_vit_converts_exactly_and_sub_networks_extract() -> None:
     assert isinstance(net, ElasticViT) and net.spec is not None and net.spec["name"] == "vit"
     assert net.space["d"].choices == (2, 3, 4) and net.space["h.0"].choices == (2, 3, 4)
     assert max(net.space["w"].choices) == 64 and max(net.space["m.0"].choices) == 128
+    assert net.resolutions == (16,)  # smaller inputs would misuse the learned positions
+    assert onefit.elasticize(model, x, depth=False, verbose=False).space["d"].choices == (4,)
     # Head and MLP sorting re-orders sums: exact in float64, within 1e-5 in float32.
     assert (net(x) - model(x)).abs().max() <= 1e-5
     model64, net64 = model.double(), onefit.elasticize(model, x.double(), verbose=False)

@@ -190,3 +190,24 @@ def test_batch_norm_sees_replaced_parameters_outside_frozen() -> None:
         bn(x)
         bn.weight = nn.Parameter(torch.full((4,), 2.0))
         torch.testing.assert_close(bn(x), 2 * x / torch.sqrt(torch.tensor(1 + bn.eps)))
+
+
+def test_from_conv_copies_plain_convolutions_and_rejects_what_it_cannot_keep() -> None:
+    from onefit.elastic import ElasticConv2d
+
+    conv = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=True)
+    x = torch.randn(1, 4, 9, 9)
+    assert torch.equal(ElasticConv2d.from_conv(conv)(x), conv(x))
+    stem = nn.Conv2d(4, 8, 4, stride=4)  # ConvNeXt's patchify stem: even kernel, no padding
+    y = torch.randn(1, 4, 8, 8)
+    assert torch.equal(ElasticConv2d.from_conv(stem)(y), stem(y))
+    bad_convs = [
+        nn.Conv2d(4, 8, 3, stride=(1, 2)),
+        nn.Conv2d(4, 8, 3, padding=1, padding_mode="reflect"),
+        nn.Conv2d(4, 8, (3, 1)),
+    ]
+    for bad in bad_convs:
+        with pytest.raises(ValueError, match="convert"):
+            ElasticConv2d.from_conv(bad)
+    with pytest.raises(ValueError, match="elastic kernel"):
+        ElasticConv2d.from_conv(nn.Conv2d(8, 8, 5, groups=8), [3, 5])  # padding 0, not "same"

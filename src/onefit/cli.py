@@ -210,11 +210,11 @@ def check(
         static = net.extract(config)
         extract_ms = (time.perf_counter() - start) * 1e3
         net.set_active(config)
-        x = torch.randn(2, *net.input_shape(config))
+        x = net.example_input(2, config)
         with torch.no_grad():
             diff = (net(x) - static(x)).abs().max().item()
         analytic = net.cost(config)
-        measured = onefit.count(static, net.input_shape(config))
+        measured = onefit.count(static, net.input_shape(config), dtype=net.input_dtype)
         same = measured == analytic and diff <= 1e-5
         failures += not same
         table.add_row(

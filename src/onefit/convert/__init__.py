@@ -5,10 +5,10 @@ Example:
     >>> from torch import nn
     >>> model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
     ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-    >>> net = onefit.elasticize(model, torch.randn(2, 3, 16, 16), verbose=False)
+    >>> net = onefit.elasticize(model.eval(), torch.randn(2, 3, 16, 16), verbose=False).eval()
     >>> net.space.names
     ['w.0', 'r']
-    >>> torch.allclose(net(torch.ones(1, 3, 16, 16)), model.eval()(torch.ones(1, 3, 16, 16)))
+    >>> torch.allclose(net(torch.ones(1, 3, 16, 16)), model(torch.ones(1, 3, 16, 16)))
     True
 """
 
@@ -58,30 +58,32 @@ def elasticize(
 
     A torchvision ``VisionTransformer`` becomes onefit's elastic ViT (family ``vit``:
     embedding width, depth, heads and MLP width per layer) holding its weights;
-    ``width_ratios`` then sets the embedding and MLP width choices. A Hugging Face
+    ``width_ratios`` then sets the embedding and MLP width choices, ``depth=False``
+    keeps every layer, ``kernel`` does not apply. A Hugging Face
     ``BertForSequenceClassification`` becomes the ``bert`` family the same way; its
     ``example_input`` is a batch of token ids ``(N, sequence length)``.
     """
     cnn_ratios = width_ratios or (0.25, 0.5, 0.75, 1.0)
     transformer_ratios = width_ratios or (0.5, 0.75, 1.0)
+    depth_ratios = (0.5, 0.75, 1.0) if depth else (1.0,)
     if is_transformers_bert(model):
         if not isinstance(example_input, torch.Tensor) or example_input.dim() != 2:
             raise ValueError("a BERT model's example_input is token ids of shape (N, length)")
+        if resolutions is not None:
+            raise ValueError("a BERT supernet has one sequence length: leave resolutions unset")
         bert = bert_from_transformers(
             model, int(example_input.shape[1]), width_ratios=transformer_ratios,
-            mlp_ratios=transformer_ratios, round_to=round_to, sort=sort,
+            mlp_ratios=transformer_ratios, depth_ratios=depth_ratios, round_to=round_to,
+            sort=sort,
         )  # fmt: skip
         if verbose:
             print(bert.report)
         return bert
     if is_torchvision_vit(model):
         vit = vit_from_torchvision(
-            model,
-            width_ratios=transformer_ratios,
-            mlp_ratios=transformer_ratios,
-            round_to=round_to,
-            sort=sort,
-        )
+            model, width_ratios=transformer_ratios, mlp_ratios=transformer_ratios,
+            depth_ratios=depth_ratios, round_to=round_to, resolutions=resolutions, sort=sort,
+        )  # fmt: skip
         if verbose:
             print(vit.report)
         return vit

@@ -118,6 +118,8 @@ BINARY_FUNCTIONS: set[Callable[..., Any]] = {
 }
 BINARY_METHODS = {"add", "mul", "sub", "div"}
 ADDITIONS: set[Any] = {operator.add, torch.add, "add"}
+# Calls that read a tensor's shape, not its values.
+SHAPE_QUERIES: set[Any] = {getattr, "size", "dim"}
 
 
 def is_elementwise_module(module: nn.Module) -> bool:
@@ -390,10 +392,14 @@ class _Analyser:
     def call_function(self, node: fx.Node) -> None:
         target = node.target
         method = node.op == "call_method"
-        tensors = [a for a in node.args if isinstance(a, fx.Node) and a in self.info]
+        # Positional and keyword operands alike (torch.add(a, other=b)).
+        tensors = [a for a in node.all_input_nodes if a in self.info]
         if _shape(node) is None:
-            # Sizes and other non-tensor values carry no channels; an op that turns them
-            # back into a tensor (a reshape) is unsupported itself.
+            # Shape queries carry no channels (an op that turns sizes back into a tensor,
+            # a reshape, is unsupported itself); anything else returning several tensors
+            # (chunk, split, unbind) splits channels this analysis does not follow.
+            if target not in SHAPE_QUERIES and any(self.tensor(a) for a in tensors):
+                self.keep_static(node, describe(node, self.gm))
             return
         if (target in BINARY_METHODS if method else target in BINARY_FUNCTIONS) and len(
             tensors
@@ -598,8 +604,8 @@ def _follows(add: fx.Node, skip: fx.Node, gm: fx.GraphModule) -> bool:
         if len(users) != 1:
             return False
         node = users[0]
-        if node is skip:
-            return True
+        # Every step, the next block's input included, must be element-wise: a strided
+        # conv between two runs of blocks starts a new chain.
         module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
         if module is None or not is_elementwise_module(module):
             return False

@@ -108,7 +108,8 @@ def build_report(net: ConvertedSupernet) -> ConversionReport:
     for node in net.body.graph.nodes:
         if node.op not in ("call_module", "call_function", "call_method"):
             continue
-        if node.op != "call_module" and "tensor_meta" not in node.meta:
+        shape_only = "tensor_meta" not in node.meta and node.name not in analysis.unsupported
+        if node.op != "call_module" and shape_only:
             continue  # shape arithmetic (x.shape, getitem): no channels of its own
         layer = net.layers.get(node.name)
         op = describe(node, net.body)

@@ -98,9 +98,11 @@ class ConvertedSupernet(Supernet):
         )
         self.in_channels = int(example_input.shape[1])
         self.model_name = type(model).__name__
-        gm = trace(copy.deepcopy(model))
+        # Traced in eval mode: fx fixes branches on self.training at trace time, and the
+        # layers that differ in training (batch norm, dropout) stay calls that follow
+        # the supernet's mode at run time.
+        gm = trace(copy.deepcopy(model).eval())
         _no_inplace(gm)
-        gm.eval()
         param = next(gm.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         self.shapes: dict[int, dict[str, tuple[int, ...]]] = {}
@@ -133,6 +135,7 @@ class ConvertedSupernet(Supernet):
         self._skipped: frozenset[str] = frozenset()
         if sort and device.type != "meta":
             self.sort_channels()
+        self.train()  # like every family: a fresh supernet is in training mode, throughout
         self.set_active(self.space.largest())
 
     # -- building -----------------------------------------------------------------------------
@@ -196,6 +199,8 @@ class ConvertedSupernet(Supernet):
             for chain in analysis.chains:
                 blocks = [analysis.blocks[i] for i in chain]
                 name = f"d.{blocks[0].owner}"
+                if name in dims:  # two chains in one module: tell them apart
+                    name = f"d.{blocks[0].owner}.{blocks[0].add}"
                 self.depth_dims[name] = [b.add for b in blocks]
                 dims[name] = list(range(len(blocks) + 1))
         self.kernel_dims: dict[str, str] = {}  # dimension -> module name

@@ -40,14 +40,19 @@ def vit_from_torchvision(
     head_ratios: Sequence[float] = (0.5, 0.75, 1.0),
     mlp_ratios: Sequence[float] = (0.5, 0.75, 1.0),
     round_to: int = 8,
+    resolutions: Sequence[int] | None = None,
     sort: bool = True,
 ) -> ElasticViT:
     """An elastic ViT holding ``model``'s weights; its largest config is ``model``.
 
     ``*_ratios`` give the smaller choices as fractions of the original embedding
     width, depth, heads per layer and MLP width (the original is always a choice).
+    ``resolutions`` defaults to the model's image size only: smaller inputs would use a
+    prefix of the learned position table, which pretrained weights do not support.
     """
     vit: Any = model  # torchvision's VisionTransformer, typed loosely to avoid importing it
+    if not isinstance(vit.conv_proj, nn.Conv2d):
+        raise ValueError("only ViTs with a single-convolution patch embedding convert")
     encoder = vit.encoder
     layers = list(encoder.layers)
     first = layers[0]
@@ -66,6 +71,7 @@ def vit_from_torchvision(
         "num_classes": int(head.head.out_features),
         "in_channels": int(vit.conv_proj.in_channels),
         "image_size": image_size,
+        "resolutions": list(resolutions or [image_size]),
         "patch_size": patch,
         "embed_dims": width_choices(width, width_ratios, round_to),
         "depths": _fractions(len(layers), depth_ratios),

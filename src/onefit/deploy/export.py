@@ -220,6 +220,7 @@ def export(
         raise ExportError("--int8 is made with ONNX Runtime: use it with --format onnx")
     run_dir = Path(run_dir)
     net = load_supernet(run_dir)
+    net.require_images("onefit.deploy.export")
     needs_search = isinstance(choice, str) and not choice.strip().startswith("{")
     record = load_search(run_dir) if needs_search else SearchRecord([], {}, [])
     label, raw_config = pick(record, choice)

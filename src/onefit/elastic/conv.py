@@ -59,6 +59,8 @@ class ElasticConv2d(nn.Module):
             raise ValueError(f"kernel sizes must be odd and positive, got {sizes}")
         if (padding is not None or dilation != 1) and len(sizes) > 1:
             raise ValueError("a fixed padding or a dilation needs a single kernel size")
+        if dilation != 1 and padding is None:
+            raise ValueError("a dilated convolution needs its padding given explicitly")
         if depthwise and in_channels != out_channels:
             raise ValueError("a depthwise convolution needs in_channels == out_channels")
         self.in_channels = in_channels
@@ -99,8 +101,13 @@ class ElasticConv2d(nn.Module):
         """
         k, stride, dilation = conv.kernel_size[0], conv.stride[0], conv.dilation[0]
         padding = conv.padding
-        if isinstance(padding, str) or len(set(padding)) != 1:
+        square = all(len(set(v)) == 1 for v in (conv.kernel_size, conv.stride, conv.dilation))
+        if isinstance(padding, str) or len(set(padding)) != 1 or not square:
             raise ValueError(f"only square, explicitly padded convolutions convert, got {conv}")
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"only zero-padded convolutions convert, got {conv}")
+        if kernel_sizes and (padding[0] != k // 2 or dilation != 1 or k % 2 == 0):
+            raise ValueError(f"an elastic kernel needs an odd kernel, 'same' padding, got {conv}")
         depthwise = conv.groups > 1
         if depthwise and not conv.groups == conv.in_channels == conv.out_channels:
             raise ValueError(f"grouped convolutions other than depthwise do not convert: {conv}")

@@ -90,6 +90,8 @@ def supernet_search(
     **search_kwargs: Any,
 ) -> SearchResult:
     """Search a trained supernet's sub-networks (metrics as in the module docstring)."""
+    if measure_runtime is not None or measure_memory:
+        net.require_images("measuring latency or memory")
     x_train, y_train = data.train_tensors()
     x_val, y_val = data.val_tensors()
     calibration = batches(x_train, y_train, batch_size)[:bn_batches]

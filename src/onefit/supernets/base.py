@@ -86,6 +86,16 @@ class Supernet(nn.Module, ABC):
         x = torch.randn(batch_size, *self.input_shape(config), generator=generator)
         return x.to(next(self.parameters()).device)
 
+    def require_images(self, what: str) -> None:
+        """Raise ``ValueError`` if this supernet does not read images (``what`` needs them)."""
+        if not self.input_dtype.is_floating_point:
+            family = (self.spec or {}).get("name", type(self).__name__)
+            raise ValueError(
+                f"{what} is made for image models; the {family} supernet reads token ids "
+                "(search it on accuracy, MACs and parameters; export an extracted model "
+                "with onefit.metrics.runtimes.onnx_runtime.export_onnx)"
+            )
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is a batch of images this supernet accepts."""
         if not isinstance(x, torch.Tensor):

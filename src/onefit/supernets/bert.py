@@ -105,7 +105,9 @@ class ElasticBertLayer(nn.Module):
         self.fc2.weight.copy_(self.fc2.weight[:, order])
         per_head = self.attention_out.weight.abs().reshape(-1, self.max_heads, self.head_dim)
         heads = per_head.sum(dim=(0, 2)).argsort(descending=True)
-        rows = (heads[:, None] * self.head_dim + torch.arange(self.head_dim)).reshape(-1)
+        rows = (
+            heads[:, None] * self.head_dim + torch.arange(self.head_dim, device=heads.device)
+        ).reshape(-1)
         for projection in (self.query, self.key, self.value):
             projection.weight.copy_(projection.weight[rows])
             projection.bias.copy_(projection.bias[rows])
@@ -218,6 +220,12 @@ class ElasticBert(Supernet):
             raise ValueError(
                 f"expected integer token ids of shape (N, {self.seq_len}), got "
                 f"{x.dtype} {tuple(x.shape)}"
+            )
+        vocab = self.word.num_embeddings
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):
+            raise ValueError(
+                f"token ids must lie in 0..{vocab - 1} (vocab_size={vocab}), got "
+                f"{int(x.min())}..{int(x.max())}"
             )
 
     # -- running ------------------------------------------------------------------------------

@@ -114,7 +114,10 @@ class ElasticEncoderLayer(nn.Module):
         self.fc2.weight.copy_(self.fc2.weight[:, hidden_order])
         per_head = self.proj.weight.abs().reshape(-1, self.max_heads, self.head_dim).sum(dim=(0, 2))
         head_order = per_head.argsort(descending=True)
-        columns = (head_order[:, None] * self.head_dim + torch.arange(self.head_dim)).reshape(-1)
+        columns = (
+            head_order[:, None] * self.head_dim
+            + torch.arange(self.head_dim, device=head_order.device)
+        ).reshape(-1)
         inner = self.max_heads * self.head_dim
         rows = torch.cat([columns, columns + inner, columns + 2 * inner])
         self.qkv.weight.copy_(self.qkv.weight[rows])

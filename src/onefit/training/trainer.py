@@ -493,7 +493,13 @@ def _load_initial_weights(net: Supernet, path: str) -> None:
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"init_weights: {file} does not exist")
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors of many kinds: one clear message
+        raise ValueError(
+            f"init_weights: cannot read {file} as a state dict ({type(error).__name__}); "
+            "save it with torch.save(net.state_dict(), path)"
+        ) from None
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
