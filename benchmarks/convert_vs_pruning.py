@@ -8,9 +8,9 @@ For each torchvision architecture (ResNet-18, MobileNetV2; one input channel):
    weights) and fine-tune the supernet with the ``sandwich`` strategy for
    ``--finetune-epochs``. Evaluate sub-networks (BN recalibrated, no further training):
    the uniform-width configs (every width group at 25/50/75/100 %, full depth) and the
-   smallest config (which the sandwich rule trains at every step), plus a
-   LINAS search of accuracy against MACs (``--budget`` evaluations); the Pareto front
-   of all of them is onefit's front.
+   smallest config (which the sandwich rule trains at every step), plus, for each MACs
+   level of a pruned model below, a LINAS search for accuracy under ``macs <= level``
+   (``--budget`` evaluations each); the Pareto front of all of them is onefit's front.
 3. Baseline: plain L1-magnitude channel pruning of the same pre-trained model to the
    uniform widths 25/50/75 % (each coupled channel group keeps the channels with the
    largest L1 norm summed over the layers that write and read them, as Torch-Pruning
@@ -141,15 +141,22 @@ def run_arch(arch: str, data: DataSplits, args: argparse.Namespace) -> dict[str,
             accuracy = evaluate_config(net, config, val, calibration, bn_batches=10)["accuracy"]
             points.append({"config": config.to_json(), "macs": net.macs(config),
                            "accuracy": accuracy, "uniform": is_uniform})  # fmt: skip
+        # For each MACs level of a pruned model, a constrained LINAS search for the most
+        # accurate sub-network within it: what a user specialising to that target does.
         start = time.perf_counter()
-        searched = supernet_search(net, data, {"accuracy": "max", "macs": "min"},
-                                   strategy="linas", budget=args.budget, seed=0)  # fmt: skip
+        for ratio in RATIOS:
+            level = net.macs(uniform(net, ratio))  # the pruned model's MACs (same widths)
+            searched = supernet_search(net, data, {"accuracy": "max", "macs": "min"},
+                                       constraints=[f"macs <= {level}"], strategy="linas",
+                                       budget=args.budget, seed=0)  # fmt: skip
+            for evaluation in searched.history:
+                if evaluation.ok:
+                    metrics = evaluation.metrics
+                    points.append({"config": evaluation.config.to_json(),
+                                   "macs": int(metrics["macs"]),
+                                   "accuracy": metrics["accuracy"], "uniform": False})  # fmt: skip
         result["search_seconds"] = time.perf_counter() - start
-        for evaluation in searched.history:
-            if evaluation.ok:
-                metrics = evaluation.metrics
-                points.append({"config": evaluation.config.to_json(), "macs": int(metrics["macs"]),
-                               "accuracy": metrics["accuracy"], "uniform": False})  # fmt: skip
+        points = list({p["config"]: p for p in reversed(points)}.values())[::-1]  # unique
         mask = pareto_mask(np.array([[p["macs"], -p["accuracy"]] for p in points]))
         front = sorted((p for p, m in zip(points, mask) if m), key=lambda p: p["macs"])
         result["onefit_points"] = points
@@ -200,7 +207,9 @@ def main() -> None:
     parser.add_argument("--archs", default="resnet18,mobilenet_v2")
     parser.add_argument("--pretrain-epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=3)
-    parser.add_argument("--budget", type=int, default=60, help="sub-networks the search evaluates")
+    parser.add_argument(
+        "--budget", type=int, default=30, help="sub-networks each constrained search evaluates"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05, help="pre-training learning rate")
     parser.add_argument(

@@ -145,7 +145,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 def list_command() -> None:
     """List supernets, training strategies, datasets, runtimes and search strategies."""
     table = Table(title="supernets")
-    for column in ("name", "dimensions", "configs (raw)", "largest MMACs @224"):
+    for column in ("name", "dimensions", "configs (raw)", "largest MMACs (default input)"):
         table.add_column(column)
     for name in onefit.list_supernets():
         try:
