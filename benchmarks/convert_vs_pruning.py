@@ -96,6 +96,8 @@ def fit(model: torch.nn.Module, data: DataSplits, config: TrainConfig, seed: int
 def uniform(net: onefit.Supernet, ratio: float) -> onefit.ArchConfig:
     """Every width group at the choice nearest ``ratio`` of its channels, full depth."""
     choice: dict[str, Any] = dict(net.space.largest())
+    if "w" in net.space:  # width_mode="global": one ratio for every group
+        choice["w"] = min(net.space["w"].choices, key=lambda c: abs(c - ratio))
     for name in net.space.names:
         if name.startswith("w."):
             choices = net.space[name].choices
@@ -122,7 +124,8 @@ def run_arch(arch: str, data: DataSplits, args: argparse.Namespace) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "pretrained.pt"
         torch.save(model.state_dict(), weights)
-        kwargs = {"model": arch, "weights": str(weights), "image_size": SIDE}
+        kwargs = {"model": arch, "weights": str(weights), "image_size": SIDE,
+                  "width_mode": args.width_mode}  # fmt: skip
 
         # 2. onefit: elasticize + sandwich fine-tuning
         start = time.perf_counter()
@@ -163,7 +166,8 @@ def run_arch(arch: str, data: DataSplits, args: argparse.Namespace) -> dict[str,
         result["onefit_front"] = [{"macs": p["macs"], "accuracy": p["accuracy"]} for p in front]
 
         # 3. L1-magnitude channel pruning of the pre-trained model, fine-tuned alone
-        pruner = onefit.elasticize(model, torch.zeros(2, 1, SIDE, SIDE), verbose=False)
+        pruner = onefit.elasticize(model, torch.zeros(2, 1, SIDE, SIDE), verbose=False,
+                                   width_mode=args.width_mode)  # fmt: skip
         pruned = []
         for ratio in RATIOS:
             config = uniform(pruner, ratio)
@@ -217,6 +221,12 @@ def main() -> None:
         type=float,
         default=0.01,
         help="fine-tuning learning rate (supernet and pruned models alike)",
+    )
+    parser.add_argument(
+        "--width-mode",
+        default="group",
+        choices=["group", "global"],
+        help="one width per coupled channel group, or one ratio for all",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)

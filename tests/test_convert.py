@@ -332,3 +332,27 @@ def test_functional_dropout_chunks_keyword_operands_and_separate_chains() -> Non
         static = net.extract(config)
         assert (static(x) - net(x)).abs().max() <= ATOL
         assert net.cost(config) == count(static, (3, SIDE, SIDE))
+
+
+@torch.no_grad()
+def test_global_width_mode_ties_every_group_to_one_ratio() -> None:
+    model = _model("mobilenet_v2")
+    x = _input()
+    net = elasticize(model, x, verbose=False, width_mode="global").eval()
+    assert [n for n in net.space.names if n.startswith("w")] == ["w"]
+    assert net.space["w"].choices == (0.25, 0.5, 0.75, 1.0)
+    assert (net(x) - model(x)).abs().max() <= 1e-4  # sorted channels: float32 reordering
+    per_group = elasticize(model, x, verbose=False).eval()
+    for ratio in (0.25, 0.5):
+        config = net.space.largest().replace(w=ratio)
+        static = net.extract(config)
+        net.set_active(config)
+        assert (static(x) - net(x)).abs().max() <= ATOL
+        assert net.cost(config) == count(static, (3, SIDE, SIDE))
+        # The same network as every group of the per-group space at that ratio.
+        same = {n: min(per_group.space[n].choices, key=lambda c, n=n: (
+            abs(c / max(per_group.space[n].choices) - ratio), c))
+            for n in per_group.space.names if n.startswith("w.")}  # fmt: skip
+        assert net.macs(config) == per_group.macs(per_group.space.largest().replace(**same))
+    with pytest.raises(ValueError, match="width_mode"):
+        elasticize(model, x, verbose=False, width_mode="stage")

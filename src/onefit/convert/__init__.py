@@ -36,6 +36,7 @@ def elasticize(
     kernel: bool = True,
     resolutions: Sequence[int] | None = None,
     sort: bool = True,
+    width_mode: str = "group",
     verbose: bool = True,
 ) -> Supernet:
     """A supernet over ``model``, whose largest sub-network computes what ``model`` does.
@@ -43,7 +44,9 @@ def elasticize(
     ``model`` is traced with ``torch.fx`` (it is copied, never changed); channels that
     must shrink together are found from the graph, and each such group gets a width
     dimension with choices ``width_ratios`` x its channels rounded to ``round_to``
-    (default 0.25, 0.5, 0.75, 1; for transformers 0.5, 0.75, 1).
+    (default 0.25, 0.5, 0.75, 1; for transformers 0.5, 0.75, 1); ``width_mode="global"``
+    ties every group to one width ratio ``w`` instead (slimmable networks: a much
+    smaller space, which a short fine-tuning covers far better).
     Chains of residual blocks get a depth dimension (``depth``), depthwise convolutions
     with kernels of 5 or more an elastic kernel (``kernel``). Channels are re-ordered by
     importance (``sort``) so that narrow sub-networks keep the most useful ones.
@@ -96,6 +99,7 @@ def elasticize(
         kernel=kernel,
         resolutions=resolutions,
         sort=sort,
+        width_mode=width_mode,
     )
     if verbose:
         print(net.report)

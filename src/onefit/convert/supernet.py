@@ -29,6 +29,11 @@ from onefit.metrics.counting import Cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.supernets.base import Supernet, check_choices
 
+# "group": one width dimension per coupled channel group (BootstrapNAS); "global": one
+# ratio for every group (slimmable networks), a far smaller space that short
+# fine-tuning covers evenly.
+WIDTH_MODES = ("group", "global")
+
 # The variants (one graph per set of skipped blocks) kept compiled at a time.
 _MAX_VARIANTS = 64
 
@@ -70,9 +75,10 @@ class ConvertedSupernet(Supernet):
     """A supernet over an existing ``nn.Module``; build it with :func:`onefit.elasticize`.
 
     Dimensions: ``w.<layer>`` the width of each coupled channel group (named after its
-    first producing layer), ``d.<block>`` the number of residual blocks kept in each
-    chain of consecutive blocks (named after its first block), ``k.<layer>`` the kernel
-    size of depthwise convolutions, and ``r`` the input resolution.
+    first producing layer; with ``width_mode="global"`` one ratio ``w`` for all),
+    ``d.<block>`` the number of residual blocks kept in each chain of consecutive blocks
+    (named after its first block), ``k.<layer>`` the kernel size of depthwise
+    convolutions, and ``r`` the input resolution.
     """
 
     def __init__(
@@ -86,9 +92,13 @@ class ConvertedSupernet(Supernet):
         kernel: bool = True,
         resolutions: Sequence[int] | None = None,
         sort: bool = True,
+        width_mode: str = "group",
     ) -> None:
         super().__init__()
         _check_input(model, example_input)
+        if width_mode not in WIDTH_MODES:
+            raise ValueError(f"width_mode must be one of {list(WIDTH_MODES)}, got {width_mode!r}")
+        self.width_mode = width_mode
         ratios = check_choices("width_ratios", list(width_ratios), minimum=0, strict=True)
         if not isinstance(round_to, int) or round_to < 1:
             raise ValueError(f"round_to must be a positive integer, got {round_to!r}")
@@ -184,6 +194,7 @@ class ConvertedSupernet(Supernet):
         analysis = self.analysis
         dims: dict[str, list[Any]] = {}
         self.width_dims: dict[int, str] = {}
+        self.group_widths: dict[int, list[int]] = {}
         for group, size in analysis.group_sizes.items():  # in the order of their producers
             if analysis.is_static(group) or group not in analysis.group_names:
                 continue
@@ -191,9 +202,10 @@ class ConvertedSupernet(Supernet):
             if len(choices) < 2:
                 analysis.static_reasons[group] = [f"too narrow to shrink ({size} channels)"]
                 continue
-            name = f"w.{analysis.group_names[group]}"
+            name = "w" if self.width_mode == "global" else f"w.{analysis.group_names[group]}"
             self.width_dims[group] = name
-            dims[name] = choices
+            self.group_widths[group] = choices
+            dims[name] = sorted({*ratios, 1.0}) if self.width_mode == "global" else choices
         self.depth_dims: dict[str, list[str]] = {}  # dimension -> the chain's additions
         if depth:
             for chain in analysis.chains:
@@ -217,9 +229,19 @@ class ConvertedSupernet(Supernet):
 
     # -- activating ---------------------------------------------------------------------------
     def width(self, group: int | None, config: Mapping[str, Any]) -> int | None:
-        """The active width of ``group`` under ``config`` (None: the group is not elastic)."""
+        """The active width of ``group`` under ``config`` (None: the group is not elastic).
+
+        With ``width_mode="global"`` the one dimension ``w`` is a ratio, and each group
+        takes its width choice nearest that ratio of its channels.
+        """
         name = self.width_dims.get(group) if group is not None else None
-        return None if name is None else int(config[name])
+        if name is None or group is None:
+            return None
+        if self.width_mode == "global":
+            choices = self.group_widths[group]
+            ratio, full = float(config[name]), max(choices)
+            return min(choices, key=lambda width: (abs(width / full - ratio), width))
+        return int(config[name])
 
     def _activate(self, config: ArchConfig) -> None:
         gm = self.body

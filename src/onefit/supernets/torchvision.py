@@ -98,6 +98,7 @@ def torchvision_supernet(
     round_to: int = 8,
     depth: bool = True,
     kernel: bool = True,
+    width_mode: str = "group",
 ) -> Any:
     """A :class:`~onefit.convert.ConvertedSupernet` over torchvision's ``model``.
 
@@ -126,5 +127,6 @@ def torchvision_supernet(
         depth=depth,
         kernel=kernel,
         resolutions=sides,
+        width_mode=width_mode,
         verbose=False,
     )
