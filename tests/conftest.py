@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -45,3 +50,42 @@ def calibrate_batchnorm(net: nn.Module, batch: torch.Tensor) -> nn.Module:
     net.train()
     net(batch)
     return net.eval()
+
+
+def pretrain(model: nn.Module, batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+             epochs: int, lr: float) -> nn.Module:  # fmt: skip
+    """Briefly train a plain model with AdamW (``batches()`` gives one epoch); eval mode."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        for x, y in batches():
+            logits = model(x)
+            loss = F.cross_entropy(getattr(logits, "logits", logits), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+def sandwich_fine_tune(net: Any, data: Any, run_dir: Path, **settings: Any) -> tuple[dict, dict]:
+    """Fine-tune a converted supernet with the sandwich rule through ``onefit.train``
+    (InstaTune's recipe), starting from its weights. Returns the validation accuracy of
+    the smallest and largest sub-networks before and after, keyed "smallest"/"largest"."""
+    import onefit
+    from onefit.training import evaluate_config
+
+    val = list(zip(*(t.split(256) for t in data.val_tensors())))
+    configs = {"smallest": net.space.smallest(), "largest": net.space.largest()}
+
+    def accuracy(model: Any) -> dict:
+        return {k: evaluate_config(model, c, val, None)["accuracy"] for k, c in configs.items()}
+
+    before = accuracy(net)
+    weights = run_dir / "converted.pt"
+    torch.save(net.state_dict(), weights)
+    result = onefit.train(
+        supernet=net.spec["name"], supernet_kwargs=net.spec["kwargs"], init_weights=str(weights),
+        strategy="sandwich", optimizer="adamw", batch_size=64, run_dir=str(run_dir / "run"),
+        data=data, progress=False, tensorboard=False, **settings,
+    )  # fmt: skip
+    return before, accuracy(onefit.load_supernet(result.run_dir))

@@ -7,14 +7,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import onefit
 from onefit.metrics import count
 from onefit.metrics.runtimes.onnx_runtime import export_onnx
 from onefit.search.supernet import supernet_search
 from onefit.supernets.bert import ElasticBert
-from onefit.training import evaluate_config
+from tests.conftest import pretrain, sandwich_fine_tune
 
 transformers = pytest.importorskip("transformers")
 
@@ -98,33 +97,19 @@ def test_sandwich_fine_tuning_raises_the_smallest_bert(tmp_path) -> None:
     ids, labels = _counting_task(3000, seed=0)
     data = onefit.data.from_tokens(ids, labels, val_fraction=0.2, seed=0, name="counting")
     x_train, y_train = data.train_tensors()
-    val = list(zip(*(t.split(256) for t in data.val_tensors())))
-    model = _hf_bert().train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(4):  # brief pre-training of the plain model
-        for idx in torch.randperm(len(y_train), generator=generator).split(64):
-            loss = F.cross_entropy(model(input_ids=x_train[idx]).logits, y_train[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+
+    def epoch() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(y_train), generator=generator).split(64)
+        return [(x_train[idx], y_train[idx]) for idx in order]
+
+    model = pretrain(_hf_bert(), epoch, epochs=4, lr=1e-3)
     net = onefit.elasticize(model, x_train[:2], verbose=False)
-    smallest, largest = net.space.smallest(), net.space.largest()
-    before = {c: evaluate_config(net, c, val, None)["accuracy"] for c in (smallest, largest)}
-    weights = tmp_path / "converted.pt"
-    torch.save(net.state_dict(), weights)
-    assert net.spec is not None
-    result = onefit.train(
-        supernet="bert", supernet_kwargs=net.spec["kwargs"], init_weights=str(weights),
-        strategy="sandwich", optimizer="adamw", lr=1e-3, weight_decay=0.01, epochs=3,
-        batch_size=64, run_dir=str(tmp_path / "run"), data=data, progress=False,
-        tensorboard=False,
-    )  # fmt: skip
-    tuned = onefit.load_supernet(result.run_dir)
-    after = {c: evaluate_config(tuned, c, val, None)["accuracy"] for c in (smallest, largest)}
-    assert after[smallest] >= before[smallest] + 0.10, (before, after)
-    assert after[largest] >= before[largest] - 0.05, (before, after)
+    before, after = sandwich_fine_tune(net, data, tmp_path, lr=1e-3, weight_decay=0.01,
+                                       epochs=3)  # fmt: skip
+    assert after["smallest"] >= before["smallest"] + 0.10, (before, after)
+    assert after["largest"] >= before["largest"] - 0.05, (before, after)
+    tuned = onefit.load_supernet(tmp_path / "run")
     # And it searches like any supernet: accuracy against MACs on the token data.
     found = supernet_search(tuned, data, {"accuracy": "max", "macs": "min"},
                             strategy="random", budget=6, seed=0)  # fmt: skip

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import onefit
 from onefit.metrics import count
 from onefit.supernets.vit import ElasticViT
-from onefit.training import evaluate_config
+from tests.conftest import pretrain, sandwich_fine_tune
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -58,34 +57,18 @@ def test_sandwich_fine_tuning_raises_the_smallest_vit(tmp_path) -> None:
     """InstaTune's recipe: convert a trained ViT, fine-tune the supernet with the sandwich rule."""
     data = onefit.load_dataset("digits", val_fraction=0.2, seed=0)
     x_train, y_train = data.train_tensors()
-    val = [(x, y) for x, y in zip(*(t.split(256) for t in data.val_tensors()))]
-    model = _vit(image_size=8, in_channels=1).train()
-    # Brief pre-training of the plain model (AdamW; 2 epochs of digits).
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        for idx in torch.randperm(len(y_train), generator=generator).split(64):
-            loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+
+    def epoch() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(y_train), generator=generator).split(64)
+        return [(x_train[idx], y_train[idx]) for idx in order]
+
+    model = pretrain(_vit(image_size=8, in_channels=1), epoch, epochs=2, lr=2e-3)
     net = onefit.elasticize(model, x_train[:2], verbose=False)
-    smallest, largest = net.space.smallest(), net.space.largest()
-    before = {c: evaluate_config(net, c, val, None)["accuracy"] for c in (smallest, largest)}
-    weights = tmp_path / "converted.pt"
-    torch.save(net.state_dict(), weights)
-    assert net.spec is not None
-    result = onefit.train(
-        supernet="vit", supernet_kwargs=net.spec["kwargs"], init_weights=str(weights),
-        strategy="sandwich", optimizer="adamw", lr=1e-3, weight_decay=0.05, epochs=2,
-        batch_size=64, run_dir=str(tmp_path / "run"), data=data, progress=False,
-        tensorboard=False,
-    )  # fmt: skip
-    tuned = onefit.load_supernet(result.run_dir)
-    after = {c: evaluate_config(tuned, c, val, None)["accuracy"] for c in (smallest, largest)}
-    assert after[smallest] >= before[smallest] + 0.10, (before, after)
-    assert after[largest] >= before[largest] - 0.05, (before, after)
+    before, after = sandwich_fine_tune(net, data, tmp_path, lr=1e-3, weight_decay=0.05,
+                                       epochs=2)  # fmt: skip
+    assert after["smallest"] >= before["smallest"] + 0.10, (before, after)
+    assert after["largest"] >= before["largest"] - 0.05, (before, after)
 
 
 def test_init_weights_must_fit(tmp_path) -> None:

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 def read_json_document(
     path: str | Path, format: str, what: str, error: type[Exception]
@@ -41,3 +43,27 @@ def write_json_atomic(path: str | Path, data: Any, indent: int | None = None) ->
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=indent) + "\n")
     tmp.replace(path)
+
+
+def read_state_dict(path: str | Path, what: str) -> dict[str, Any]:
+    """A state dict saved with ``torch.save(module.state_dict(), path)``, read safely.
+
+    Only tensors and plain containers are accepted (``weights_only=True``); a missing
+    file or anything else raises ``ValueError`` naming ``what`` the file was for. A
+    ``{"state_dict": ...}`` wrapper (common in checkpoints) is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what}: {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors of many kinds: one clear message
+        raise ValueError(
+            f"{what}: cannot read {path} as a state dict ({type(error).__name__}); save it "
+            "with torch.save(module.state_dict(), path)"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{what}: {path} holds a {type(state).__name__}, not a state dict")
+    return state

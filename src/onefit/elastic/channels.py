@@ -51,3 +51,23 @@ def batch_norm_tensors(
 ) -> list[tuple[torch.Tensor | None, int]]:
     """The per-channel tensors of a batch-norm layer, for :func:`permute_`."""
     return [(bn.weight, 0), (bn.bias, 0), (bn.running_mean, 0), (bn.running_var, 0)]
+
+
+@torch.no_grad()
+def sort_mlp_(fc1: torch.nn.Linear, fc2: torch.nn.Linear) -> None:
+    """Order an MLP's hidden units by the L1 norm of ``fc2``'s weights reading them."""
+    order = fc2.weight.abs().sum(dim=0).argsort(descending=True)
+    permute_([(fc1.weight, 0), (fc1.bias, 0), (fc2.weight, 1)], order)
+
+
+def head_order(out_weight: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
+    """Feature indices of attention heads, most important head first.
+
+    A head's importance is the L1 norm of the output projection's columns reading it;
+    the result lists each head's ``head_dim`` features in that order, for permuting the
+    rows of query/key/value projections and the columns of the output projection.
+    """
+    per_head = out_weight.detach().abs().reshape(-1, heads, head_dim).sum(dim=(0, 2))
+    order = per_head.argsort(descending=True)
+    offsets = torch.arange(head_dim, device=order.device)
+    return (order[:, None] * head_dim + offsets).reshape(-1)

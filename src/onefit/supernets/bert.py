@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.elastic import ElasticLinear
+from onefit.elastic.channels import head_order, permute_, sort_mlp_
 from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
 from onefit.metrics.counting import Cost, linear_cost, per_token
 from onefit.space import ArchConfig, SearchSpace
@@ -99,19 +100,11 @@ class ElasticBertLayer(nn.Module):
     @torch.no_grad()
     def sort_channels(self) -> None:
         """Order heads and MLP units by the L1 norm of the weights reading them."""
-        order = self.fc2.weight.abs().sum(dim=0).argsort(descending=True)
-        self.fc1.weight.copy_(self.fc1.weight[order])
-        self.fc1.bias.copy_(self.fc1.bias[order])
-        self.fc2.weight.copy_(self.fc2.weight[:, order])
-        per_head = self.attention_out.weight.abs().reshape(-1, self.max_heads, self.head_dim)
-        heads = per_head.sum(dim=(0, 2)).argsort(descending=True)
-        rows = (
-            heads[:, None] * self.head_dim + torch.arange(self.head_dim, device=heads.device)
-        ).reshape(-1)
-        for projection in (self.query, self.key, self.value):
-            projection.weight.copy_(projection.weight[rows])
-            projection.bias.copy_(projection.bias[rows])
-        self.attention_out.weight.copy_(self.attention_out.weight[:, rows])
+        sort_mlp_(self.fc1, self.fc2)
+        rows = head_order(self.attention_out.weight, self.max_heads, self.head_dim)
+        tensors = [(p.weight, 0) for p in (self.query, self.key, self.value)]
+        tensors += [(p.bias, 0) for p in (self.query, self.key, self.value)]
+        permute_([*tensors, (self.attention_out.weight, 1)], rows)
 
 
 class ElasticBert(Supernet):

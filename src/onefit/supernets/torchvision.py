@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from onefit.files import read_state_dict
 from onefit.supernets import register_supernet
 from onefit.supernets.base import check_positive_int, default_resolutions
 
@@ -67,18 +68,7 @@ def build_torchvision_model(name: str, num_classes: int, in_channels: int = 3) -
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a state dict saved with ``torch.save(model.state_dict(), path)`` (strictly)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors of many kinds: one clear message
-        raise ValueError(
-            f"cannot read {path} as a state dict ({type(error).__name__}); save it with "
-            "torch.save(model.state_dict(), path)"
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+    state = read_state_dict(path, "weights")
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.elastic import ElasticLinear
+from onefit.elastic.channels import head_order, permute_, sort_mlp_
 from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
 from onefit.metrics.counting import Cost, conv_cost, linear_cost, per_token
 from onefit.space import ArchConfig, SearchSpace
@@ -108,21 +109,12 @@ class ElasticEncoderLayer(nn.Module):
     @torch.no_grad()
     def sort_channels(self) -> None:
         """Order heads and MLP hidden units by the L1 norm of the weights reading them."""
-        hidden_order = self.fc2.weight.abs().sum(dim=0).argsort(descending=True)
-        self.fc1.weight.copy_(self.fc1.weight[hidden_order])
-        self.fc1.bias.copy_(self.fc1.bias[hidden_order])
-        self.fc2.weight.copy_(self.fc2.weight[:, hidden_order])
-        per_head = self.proj.weight.abs().reshape(-1, self.max_heads, self.head_dim).sum(dim=(0, 2))
-        head_order = per_head.argsort(descending=True)
-        columns = (
-            head_order[:, None] * self.head_dim
-            + torch.arange(self.head_dim, device=head_order.device)
-        ).reshape(-1)
+        sort_mlp_(self.fc1, self.fc2)
+        columns = head_order(self.proj.weight, self.max_heads, self.head_dim)
         inner = self.max_heads * self.head_dim
-        rows = torch.cat([columns, columns + inner, columns + 2 * inner])
-        self.qkv.weight.copy_(self.qkv.weight[rows])
-        self.qkv.bias.copy_(self.qkv.bias[rows])
-        self.proj.weight.copy_(self.proj.weight[:, columns])
+        rows = torch.cat([columns, columns + inner, columns + 2 * inner])  # q | k | v
+        permute_([(self.qkv.weight, 0), (self.qkv.bias, 0)], rows)
+        permute_([(self.proj.weight, 1)], columns)
 
 
 def default_patch_size(image_size: int) -> int:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.data import DataSplits
+from onefit.files import read_state_dict
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet, create_supernet
 from onefit.training import distributed
@@ -490,20 +491,11 @@ def _collate(dataset: Any, indices: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 def _load_initial_weights(net: Supernet, path: str) -> None:
     """Load a supernet state dict saved with ``torch.save(net.state_dict(), path)``."""
-    file = Path(path)
-    if not file.is_file():
-        raise ValueError(f"init_weights: {file} does not exist")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors of many kinds: one clear message
-        raise ValueError(
-            f"init_weights: cannot read {file} as a state dict ({type(error).__name__}); "
-            "save it with torch.save(net.state_dict(), path)"
-        ) from None
+    state = read_state_dict(path, "init_weights")
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
-        raise ValueError(f"init_weights: {file} does not fit this supernet: {error}") from None
+        raise ValueError(f"init_weights: {path} does not fit this supernet: {error}") from None
 
 
 def train(
