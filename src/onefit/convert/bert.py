@@ -130,6 +130,4 @@ def _report(net: ElasticBert) -> ConversionReport:
         ReportRow("bert.pooler.dense", "Linear", "in: w, out: w", ""),
         ReportRow("classifier", "Linear", "in: w", "out: model output"),
     ]
-    dims = {name: list(net.space[name].choices) for name in net.space.names}
-    return ConversionReport(model="BertForSequenceClassification", rows=tuple(rows),
-                            dimensions=dims)  # fmt: skip
+    return ConversionReport.of("BertForSequenceClassification", rows, net.space)

@@ -27,6 +27,12 @@ class ConversionReport:
     rows: tuple[ReportRow, ...]
     dimensions: dict[str, list[Any]]
 
+    @classmethod
+    def of(cls, model: str, rows: list[ReportRow], space: Any) -> ConversionReport:
+        """A report of ``rows`` for a supernet with search space ``space``."""
+        dims = {name: list(space[name].choices) for name in space.names}
+        return cls(model=model, rows=tuple(rows), dimensions=dims)
+
     @property
     def elastic_layers(self) -> list[str]:
         return [row.layer for row in self.rows if row.elastic]
@@ -94,7 +100,6 @@ _QUIET = {
 def build_report(net: ConvertedSupernet) -> ConversionReport:
     """One row per layer and per addition of ``net``'s graph."""
     analysis = net.analysis
-    dims = {name: list(net.space[name].choices) for name in net.space.names}
     block_dim = {}
     for dim, adds in net.depth_dims.items():
         for index, add in enumerate(adds):
@@ -147,5 +152,4 @@ def build_report(net: ConvertedSupernet) -> ConversionReport:
             else node.name
         )
         rows.append(ReportRow(name, op, ", ".join(elastic), "; ".join(static)))
-    model = net.model_name
-    return ConversionReport(model=model, rows=tuple(rows), dimensions=dims)
+    return ConversionReport.of(net.model_name, rows, net.space)

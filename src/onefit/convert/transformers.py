@@ -142,5 +142,4 @@ def _report(model: nn.Module, net: ElasticViT) -> ConversionReport:
         ReportRow("encoder.ln", "LayerNorm", "channels: w", ""),
         ReportRow("heads.head", "Linear", "in: w", "out: model output"),
     ]
-    dims = {name: list(net.space[name].choices) for name in net.space.names}
-    return ConversionReport(model=type(model).__name__, rows=tuple(rows), dimensions=dims)
+    return ConversionReport.of(type(model).__name__, rows, net.space)

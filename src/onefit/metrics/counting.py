@@ -67,6 +67,19 @@ def per_token(cost: Cost, tokens: int) -> Cost:
     return Cost(macs=cost.macs * tokens, params=cost.params)
 
 
+def encoder_layer_cost(width: int, heads: int, head_dim: int, hidden: int, tokens: int) -> Cost:
+    """A transformer encoder layer (ViT's pre-norm or BERT's post-norm alike): two layer
+    norms, q/k/v and output projections, attention over ``tokens``, a 2-layer MLP."""
+    inner = heads * head_dim
+    total = Cost(macs=0, params=4 * width)  # two LayerNorms
+    total += per_token(linear_cost(width, 3 * inner), tokens)  # q, k and v
+    # Scores q k^T and their product with v: two (tokens x tokens) products per head.
+    total += Cost(macs=2 * heads * tokens * tokens * head_dim, params=0)
+    total += per_token(linear_cost(inner, width), tokens)
+    total += per_token(linear_cost(width, hidden), tokens)
+    return total + per_token(linear_cost(hidden, width), tokens)
+
+
 def _cpu_flash_attention_flops(
     query_shape: Sequence[int],
     key_shape: Sequence[int],

@@ -29,7 +29,7 @@ from torch import nn
 from onefit.elastic import ElasticLinear
 from onefit.elastic.channels import head_order, permute_, sort_mlp_
 from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
-from onefit.metrics.counting import Cost, linear_cost, per_token
+from onefit.metrics.counting import Cost, encoder_layer_cost, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Pooler, PostNormEncoderBlock, TokenEmbedding
 from onefit.supernets import register_supernet
@@ -87,15 +87,7 @@ class ElasticBertLayer(nn.Module):
         )
 
     def cost(self, width: int, heads: int, hidden: int, tokens: int) -> Cost:
-        inner = heads * self.head_dim
-        total = Cost(macs=0, params=4 * width)  # two LayerNorms
-        for _ in range(3):  # query, key, value
-            total += per_token(linear_cost(width, inner), tokens)
-        # Scores q k^T and their product with v: two (tokens x tokens) products per head.
-        total += Cost(macs=2 * heads * tokens * tokens * self.head_dim, params=0)
-        total += per_token(linear_cost(inner, width), tokens)
-        total += per_token(linear_cost(width, hidden), tokens)
-        return total + per_token(linear_cost(hidden, width), tokens)
+        return encoder_layer_cost(width, heads, self.head_dim, hidden, tokens)
 
     @torch.no_grad()
     def sort_channels(self) -> None:
