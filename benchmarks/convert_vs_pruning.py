@@ -131,13 +131,14 @@ def run_arch(arch: str, data: DataSplits, args: argparse.Namespace) -> dict[str,
         start = time.perf_counter()
         trained = onefit.train(
             supernet="torchvision", supernet_kwargs=kwargs, strategy="sandwich",
-            epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.finetune_lr,
+            strategy_kwargs=json.loads(args.strategy_kwargs), epochs=args.finetune_epochs,
+            batch_size=args.batch_size, lr=args.finetune_lr,
             run_dir=str(Path(tmp) / "run"), data=data, progress=True, bn_batches=10, seed=0,
         )  # fmt: skip
         result["finetune_seconds"] = time.perf_counter() - start
         net = trained.supernet.eval()
-        # onefit's front: the uniform-width sub-networks plus a LINAS search of
-        # accuracy against MACs (each evaluation: BN recalibrated, validation accuracy).
+        # onefit's front: the uniform-width sub-networks, the smallest, and constrained
+        # searches (each evaluation: BN recalibrated, validation accuracy).
         points = []
         anchors = [(uniform(net, r), True) for r in (*RATIOS, 1.0)]
         for config, is_uniform in [*anchors, (net.space.smallest(), False)]:
@@ -221,6 +222,11 @@ def main() -> None:
         type=float,
         default=0.01,
         help="fine-tuning learning rate (supernet and pruned models alike)",
+    )
+    parser.add_argument(
+        "--strategy-kwargs",
+        default="{}",
+        help='JSON options of the sandwich strategy, e.g. {"num_random": 4}',
     )
     parser.add_argument(
         "--width-mode",
