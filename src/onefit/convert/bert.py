@@ -9,7 +9,6 @@ e.g. from a ``BertConfig``: nothing is downloaded).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from torch import nn
 
 from onefit.convert.report import ConversionReport, ReportRow
 from onefit.convert.supernet import width_choices
+from onefit.convert.transformers import count_choices, finish_conversion
 from onefit.supernets.bert import ElasticBert
 
 
@@ -57,9 +57,6 @@ def bert_from_transformers(
     width, heads = int(config.hidden_size), int(config.num_attention_heads)
     layers, hidden = int(config.num_hidden_layers), int(config.intermediate_size)
 
-    def fractions(full: int, ratios: Sequence[float]) -> list[int]:
-        return sorted({max(1, math.ceil(full * r)) for r in ratios} | {full})
-
     kwargs: dict[str, Any] = {
         "num_classes": int(config.num_labels),
         "vocab_size": int(config.vocab_size),
@@ -67,19 +64,15 @@ def bert_from_transformers(
         "max_positions": int(config.max_position_embeddings),
         "type_vocab_size": int(config.type_vocab_size),
         "embed_dims": width_choices(width, width_ratios, round_to),
-        "depths": fractions(layers, depth_ratios),
-        "num_heads": fractions(heads, head_ratios),
+        "depths": count_choices(layers, depth_ratios),
+        "num_heads": count_choices(heads, head_ratios),
         "mlp_dims": width_choices(hidden, mlp_ratios, round_to),
         "head_dim": width // heads,
         "norm_eps": float(config.layer_norm_eps),
     }
     reference = next(model.parameters())
     net = ElasticBert(**kwargs).to(device=reference.device, dtype=reference.dtype)
-    net.spec = {"name": "bert", "kwargs": kwargs}
-    _copy_weights(model, net)
-    if sort:
-        net.sort_channels()
-    net.set_active(net.space.largest())
+    finish_conversion(net, "bert", kwargs, _copy_weights, model, sort)
     net.report = _report(net)  # type: ignore[assignment]
     return net
 

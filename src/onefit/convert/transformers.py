@@ -28,8 +28,20 @@ def is_torchvision_vit(model: nn.Module) -> bool:
     return type(model).__name__ == "VisionTransformer" and hasattr(model, "conv_proj")
 
 
-def _fractions(full: int, ratios: Sequence[float]) -> list[int]:
+def count_choices(full: int, ratios: Sequence[float]) -> list[int]:
+    """Counts (layers, heads) ``ratio * full`` rounded up, plus ``full`` itself."""
     return sorted({max(1, math.ceil(full * ratio)) for ratio in ratios} | {full})
+
+
+def finish_conversion(net: Any, name: str, kwargs: dict[str, Any], copy_weights: Any,
+                      model: nn.Module, sort: bool) -> None:  # fmt: skip
+    """Record how to rebuild ``net`` (family ``name``), copy ``model``'s weights into it,
+    sort heads and MLP units by importance, and activate the largest config."""
+    net.spec = {"name": name, "kwargs": kwargs}
+    copy_weights(model, net)
+    if sort:
+        net.sort_channels()
+    net.set_active(net.space.largest())
 
 
 def vit_from_torchvision(
@@ -74,19 +86,15 @@ def vit_from_torchvision(
         "resolutions": list(resolutions or [image_size]),
         "patch_size": patch,
         "embed_dims": width_choices(width, width_ratios, round_to),
-        "depths": _fractions(len(layers), depth_ratios),
-        "num_heads": _fractions(heads, head_ratios),
+        "depths": count_choices(len(layers), depth_ratios),
+        "num_heads": count_choices(heads, head_ratios),
         "mlp_ratios": [h / width for h in width_choices(mlp, mlp_ratios, round_to)],
         "head_dim": width // heads,
         "norm_eps": float(encoder.ln.eps),
     }
     reference = next(model.parameters())
     net = ElasticViT(**kwargs).to(device=reference.device, dtype=reference.dtype)
-    net.spec = {"name": "vit", "kwargs": kwargs}
-    _copy_weights(model, net)
-    if sort:
-        net.sort_channels()
-    net.set_active(net.space.largest())
+    finish_conversion(net, "vit", kwargs, _copy_weights, model, sort)
     net.report = _report(model, net)  # type: ignore[assignment]
     return net
 
