@@ -35,10 +35,11 @@ from rich.progress import track
 from scipy.stats import kendalltau
 
 import onefit
-from onefit.metrics import build_latency_table, get_runtime
+from onefit.metrics import get_runtime
 from onefit.metrics.latency import time_runs, torch_threads
 from onefit.metrics.proxies import compute_proxies, list_proxies
 from onefit.predictors import fit_predictor, prediction_metrics
+from onefit.profiling import build_latency_table
 from onefit.training import evaluate_config
 
 SUPERNET = {"num_classes": 1000, "image_size": 224, "resolutions": [224]}

@@ -104,7 +104,7 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             started = time.perf_counter()
-            result = onefit.search(
+            result = onefit.run_search(
                 space, evaluate, {"accuracy": "max", "flops": "min"}, cheap={"flops": flops},
                 strategy=name, budget=BUDGETS.get(name, 500), seed=seed, progress=False,
                 batch_size=args.batch_size, strategy_kwargs=json.loads(args.strategy_kwargs),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import onefit
-from onefit.metrics import LatencyTable, LatencyTableError, build_latency_table
+from onefit.profiling import LatencyTable, LatencyTableError, build_latency_table
 from onefit.supernets.base import Supernet
 
 FAMILIES = {

@@ -48,7 +48,7 @@ class CountingEvaluator:
 
 def run(strategy, objectives, constraints=(), budget=20, seed=0, **kwargs):
     evaluate = CountingEvaluator()
-    result = onefit.search(SPACE, evaluate, objectives, constraints=list(constraints),
+    result = onefit.run_search(SPACE, evaluate, objectives, constraints=list(constraints),
                            metrics=["accuracy", "latency", "memory"], strategy=strategy,
                            budget=budget, seed=seed, progress=False, **kwargs)  # fmt: skip
     return result, evaluate.calls
@@ -174,7 +174,7 @@ def test_bad_constraint_strings_are_rejected_without_eval(text):
 
 def test_unknown_metric_in_a_constraint_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown metric 'flops'; known metrics: \['accuracy'"):
-        onefit.search(SPACE, synthetic, {"accuracy": "max"}, constraints=["flops <= 3"],
+        onefit.run_search(SPACE, synthetic, {"accuracy": "max"}, constraints=["flops <= 3"],
                       progress=False)  # fmt: skip
 
 
@@ -190,7 +190,7 @@ def test_unknown_metric_in_a_constraint_lists_the_known_ones():
 def test_bad_search_arguments(kwargs, message):
     args = {"objectives": {"accuracy": "max"}, **kwargs}
     with pytest.raises(ValueError, match=message):
-        onefit.search(SPACE, synthetic, progress=False, **args)
+        onefit.run_search(SPACE, synthetic, progress=False, **args)
 
 
 # -- failures ---------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_raising_or_non_finite_evaluations_are_recorded_as_failures(tmp_path):
         return synthetic(config)
 
     store = tmp_path / "r.db"
-    result = onefit.search(SPACE, flaky, {"accuracy": "max"}, strategy="grid", budget=60,
+    result = onefit.run_search(SPACE, flaky, {"accuracy": "max"}, strategy="grid", budget=60,
                            store=store, progress=False)  # fmt: skip
     failed = [e for e in result.history if not e.ok]
     assert len(result.history) == 60 and len(failed) == 36
@@ -223,21 +223,21 @@ def test_resume_continues_without_repeating(tmp_path):
     store = tmp_path / "r.db"
     first = CountingEvaluator()
     objectives = OBJECTIVE_SETS[2]
-    onefit.search(SPACE, first, objectives, strategy="random", budget=8, store=store,
+    onefit.run_search(SPACE, first, objectives, strategy="random", budget=8, store=store,
                   progress=False)  # fmt: skip
     # Resumed with the same settings: nothing left to do.
     second = CountingEvaluator()
-    result = onefit.search(SPACE, second, objectives, strategy="random", budget=8, store=store,
+    result = onefit.run_search(SPACE, second, objectives, strategy="random", budget=8, store=store,
                            progress=False)  # fmt: skip
     assert second.calls == [] and len(result.history) == 8
     # Resumed with a larger budget: only the extra configs are evaluated.
     third = CountingEvaluator()
-    result = onefit.search(SPACE, third, objectives, strategy="random", budget=12, store=store,
+    result = onefit.run_search(SPACE, third, objectives, strategy="random", budget=12, store=store,
                            progress=False)  # fmt: skip
     assert len(third.calls) == 4 and len(result.history) == 12
     assert not set(third.calls) & set(first.calls)
     with pytest.raises(StoreError, match=r"exists with other settings \(\['seed'\]\)"):
-        onefit.search(SPACE, third, objectives, strategy="random", budget=12, store=store,
+        onefit.run_search(SPACE, third, objectives, strategy="random", budget=12, store=store,
                       seed=1, progress=False)  # fmt: skip
 
 
@@ -250,14 +250,14 @@ def test_nsga2_resumes_after_many_generations(tmp_path):
 
     kwargs = {"strategy": "nsga2", "strategy_kwargs": {"population": 4}, "store": tmp_path / "n.db",
               "progress": False}  # fmt: skip
-    onefit.search(space, evaluate, {"f1": "min", "f2": "min"}, budget=200, **kwargs)
+    onefit.run_search(space, evaluate, {"f1": "min", "f2": "min"}, budget=200, **kwargs)
     calls = []
 
     def counted(config):
         calls.append(config)
         return evaluate(config)
 
-    result = onefit.search(space, counted, {"f1": "min", "f2": "min"}, budget=240, **kwargs)
+    result = onefit.run_search(space, counted, {"f1": "min", "f2": "min"}, budget=240, **kwargs)
     assert len(calls) == 40 and len(result.history) == 240
     assert len({e.config for e in result.history}) == 240
 
@@ -269,7 +269,7 @@ def test_a_cheap_metric_that_raises_fails_that_config_only():
         return float(config["a"])
 
     objectives = {"accuracy": "max", "cost": "min"}
-    result = onefit.search(SPACE, synthetic, objectives, cheap={"cost": cost}, strategy="grid",
+    result = onefit.run_search(SPACE, synthetic, objectives, cheap={"cost": cost}, strategy="grid",
                            budget=60, progress=False)  # fmt: skip
     failed = [e for e in result.history if not e.ok]
     assert len(failed) == 12 and all(e.config["a"] == 0 for e in failed)
@@ -278,7 +278,7 @@ def test_a_cheap_metric_that_raises_fails_that_config_only():
 
 def test_store_export_and_plain_json(tmp_path):
     store = tmp_path / "r.db"
-    onefit.search(SPACE, synthetic, OBJECTIVE_SETS[2], strategy="random", budget=6,
+    onefit.run_search(SPACE, synthetic, OBJECTIVE_SETS[2], strategy="random", budget=6,
                   store=store, progress=False, metrics=["memory"])  # fmt: skip
     with ResultStore(store) as db:
         csv_path = db.export_csv(tmp_path / "r.csv", 1)
@@ -309,9 +309,9 @@ def test_two_worker_processes_evaluate_the_same_configs_as_one(tmp_path):
     def evaluate(config):
         return {k: v + offset for k, v in synthetic(config).items()}
 
-    serial = onefit.search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=12,
+    serial = onefit.run_search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=12,
                            progress=False)  # fmt: skip
-    parallel = onefit.search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=12,
+    parallel = onefit.run_search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=12,
                              workers=2, batch_size=4, progress=False)  # fmt: skip
     assert {e.config for e in serial.history} == {e.config for e in parallel.history}
     by_config = {e.config: e.metrics for e in serial.history}
@@ -336,10 +336,10 @@ def test_ray_executor_on_a_local_two_cpu_instance(tmp_path):
         return {k: v + offset for k, v in synthetic(config).items()}
 
     store = tmp_path / "ray.db"
-    result = onefit.search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=10,
+    result = onefit.run_search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=10,
                            executor="ray", workers=2, batch_size=5, store=store,
                            progress=False)  # fmt: skip
-    serial = onefit.search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=10,
+    serial = onefit.run_search(SPACE, evaluate, OBJECTIVE_SETS[2], strategy="random", budget=10,
                            progress=False)  # fmt: skip
     assert {e.config for e in result.history} == {e.config for e in serial.history}
     by_config = {e.config: e for e in serial.history}
@@ -362,4 +362,4 @@ def test_ray_not_installed_says_what_to_install(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ImportError, match=r"pip install \"ray\[default\]\""):
-        onefit.search(SPACE, synthetic, OBJECTIVE_SETS[1], executor="ray", progress=False)
+        onefit.run_search(SPACE, synthetic, OBJECTIVE_SETS[1], executor="ray", progress=False)

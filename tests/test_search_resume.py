@@ -23,7 +23,7 @@ def evaluate(config):
     return {"accuracy": config["a"] * 2 + config["b"] - (config["c"] == "y"),
             "latency": 1 + config["a"] + 0.5 * config["b"]}
 
-onefit.search(space, evaluate, {"accuracy": "max", "latency": "min"}, strategy=sys.argv[2],
+onefit.run_search(space, evaluate, {"accuracy": "max", "latency": "min"}, strategy=sys.argv[2],
               budget=int(sys.argv[3]), batch_size=3, store=sys.argv[1], progress=False)
 """
 

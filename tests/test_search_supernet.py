@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import onefit
 from onefit.cli import cli
-from onefit.metrics import LatencyTableError
+from onefit.profiling import LatencyTableError
 from onefit.search.supernet import search_run
 
 SUPERNET_KWARGS = {"depths": [1, 2], "kernel_sizes": [3, 5], "expand_ratios": [2, 4],
@@ -82,7 +82,7 @@ def test_measured_latency_and_memory_evaluators(run_dir):
 
 def test_a_latency_table_built_in_memory_for_the_same_supernet_is_used(run_dir):
     net = onefit.load_supernet(run_dir)
-    table = onefit.metrics.build_latency_table(net, warmup=0, repeats=1, progress=False)
+    table = onefit.profiling.build_latency_table(net, warmup=0, repeats=1, progress=False)
     result = search_run(run_dir, {"accuracy": "max", "latency_ms": "min"}, budget=3,
                         latency_table=table, strategy="random", progress=False)  # fmt: skip
     assert all(e.metrics["latency_ms"] == table.predict(e.config) for e in result.history)
@@ -91,7 +91,7 @@ def test_a_latency_table_built_in_memory_for_the_same_supernet_is_used(run_dir):
 def test_a_latency_table_of_another_supernet_is_refused(run_dir, tmp_path):
     other = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=8,
                                    kernel_sizes=(3,), expand_ratios=(3,), depths=(1,))  # fmt: skip
-    table = onefit.metrics.build_latency_table(other, warmup=0, repeats=1, progress=False)
+    table = onefit.profiling.build_latency_table(other, warmup=0, repeats=1, progress=False)
     with pytest.raises(LatencyTableError, match=r"built for .* not this supernet"):
         search_run(run_dir, {"accuracy": "max"}, latency_table=table, budget=2, progress=False)
 

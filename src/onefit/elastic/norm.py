@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onefit.static import LayerNorm2d
+
 
 def _prefix(channels: int, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     return tuple(None if t is None else t[:channels] for t in tensors)
@@ -183,8 +185,6 @@ class ElasticLayerNorm(nn.LayerNorm):
         For ``channel_dim=1`` it is :class:`onefit.static.LayerNorm2d` (a permuted
         ``nn.LayerNorm``).
         """
-        from onefit.static import LayerNorm2d
-
         cls = LayerNorm2d if self.channel_dim == 1 else nn.LayerNorm
         ln = cls(channels, eps=self.eps, bias=self.bias is not None)
         ln.weight.copy_(self.weight[:channels])

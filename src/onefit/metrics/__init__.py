@@ -1,10 +1,10 @@
-"""Measuring models: MACs and parameters, latency and memory on real runtimes, latency
-lookup tables, device profiles and zero-cost proxies."""
+"""Measuring models: MACs and parameters, latency and memory on real runtimes, device
+profiles and zero-cost proxies. Latency lookup tables of a supernet are
+:mod:`onefit.profiling`."""
 
 from onefit.metrics.counting import Cost, conv_cost, conv_output_size, count, linear_cost
 from onefit.metrics.device import DeviceProfile, ProfileMismatchError
 from onefit.metrics.latency import LatencyResult, measure_latency
-from onefit.metrics.lut import LatencyTable, LatencyTableError, build_latency_table
 from onefit.metrics.memory import MemoryResult, peak_memory
 from onefit.metrics.runtimes import RuntimeUnavailableError, get_runtime, list_runtimes
 
@@ -12,12 +12,9 @@ __all__ = [
     "Cost",
     "DeviceProfile",
     "LatencyResult",
-    "LatencyTable",
-    "LatencyTableError",
     "MemoryResult",
     "ProfileMismatchError",
     "RuntimeUnavailableError",
-    "build_latency_table",
     "conv_cost",
     "conv_output_size",
     "count",

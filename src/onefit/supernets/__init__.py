@@ -1,5 +1,9 @@
 """Supernet families, a registry of them, and the factory.
 
+Each family is one file that registers itself in :mod:`onefit.supernets.registry`;
+importing this package imports every built-in family. Families made by converting a
+model (``torchvision``) register from :mod:`onefit.convert`.
+
 Example:
     >>> import onefit
     >>> "mobilenetv3" in onefit.list_supernets()
@@ -9,46 +13,19 @@ Example:
     32
 """
 
-from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
-
-from onefit.registry import Registry
+from onefit.supernets import bert, mobilenetv3, resnet, vit
 from onefit.supernets.base import Supernet
-
-SUPERNETS: Registry[Supernet] = Registry("supernet")
-register_supernet = SUPERNETS.register
-
-
-def create_supernet(name: str, **kwargs: Any) -> Supernet:
-    """Build the supernet family registered as ``name`` (see :func:`list_supernets`)."""
-    net = SUPERNETS.create(name, **kwargs)
-    # Remembered so that tables and checkpoints can rebuild the same family later.
-    net.spec = {"name": name, "kwargs": dict(kwargs)}
-    return net
-
-
-# Keyword arguments that only initialise the weights (the torchvision family's weights
-# file): checkpoints and exports hold the weights, so rebuilding leaves them out.
-INIT_ONLY_KWARGS = ("weights",)
-
-
-def rebuild_supernet(spec: Mapping[str, Any]) -> Supernet:
-    """The supernet ``spec`` (a ``Supernet.spec``) describes, before loading its weights."""
-    kwargs = {k: v for k, v in dict(spec["kwargs"]).items() if k not in INIT_ONLY_KWARGS}
-    return create_supernet(str(spec["name"]), **kwargs)
-
-
-def list_supernets() -> list[str]:
-    """Names of the registered supernet families."""
-    return SUPERNETS.names()
-
-
-# Importing the family modules registers them.
-from onefit.supernets import bert, mobilenetv3, resnet, torchvision, vit  # noqa: E402
+from onefit.supernets.registry import (
+    INIT_ONLY_KWARGS,
+    SUPERNETS,
+    create_supernet,
+    list_supernets,
+    rebuild_supernet,
+    register_supernet,
+)
 
 __all__ = [
+    "INIT_ONLY_KWARGS",
     "SUPERNETS",
     "Supernet",
     "bert",
@@ -58,6 +35,5 @@ __all__ = [
     "rebuild_supernet",
     "register_supernet",
     "resnet",
-    "torchvision",
     "vit",
 ]

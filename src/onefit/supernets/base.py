@@ -183,7 +183,7 @@ class Supernet(nn.Module, ABC):
         """One key per top-level layer of ``extract(config)``, in order.
 
         Equal keys mean layers of identical structure run on inputs of identical shape,
-        so one latency measurement serves them all (see :mod:`onefit.metrics.lut`). This
+        so one latency measurement serves them all (see :mod:`onefit.profiling`). This
         generic version extracts the sub-network and runs one zero image through it, so
         it is slow; families override it with an analytic version (microseconds).
         """

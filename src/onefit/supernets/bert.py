@@ -32,8 +32,8 @@ from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
 from onefit.metrics.counting import Cost, encoder_layer_cost, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Pooler, PostNormEncoderBlock, TokenEmbedding
-from onefit.supernets import register_supernet
 from onefit.supernets.base import Supernet, check_choices, check_positive_int
+from onefit.supernets.registry import register_supernet
 
 
 class ElasticBertLayer(nn.Module):

@@ -44,13 +44,13 @@ from onefit.elastic import (
 from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Residual
-from onefit.supernets import register_supernet
 from onefit.supernets.base import (
     Supernet,
     check_choices,
     check_positive_int,
     default_resolutions,
 )
+from onefit.supernets.registry import register_supernet
 
 STEM_WIDTH = 16
 STAGE_WIDTHS = (24, 40, 80, 112, 160)

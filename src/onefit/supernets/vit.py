@@ -32,13 +32,13 @@ from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
 from onefit.metrics.counting import Cost, conv_cost, encoder_layer_cost, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import ClassToken, EncoderBlock, PatchEmbed
-from onefit.supernets import register_supernet
 from onefit.supernets.base import (
     Supernet,
     check_choices,
     check_positive_int,
     default_resolutions,
 )
+from onefit.supernets.registry import register_supernet
 
 
 class ElasticEncoderLayer(nn.Module):

@@ -24,25 +24,24 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from rich.progress import track
 from torch import nn
 
+from onefit.errors import UserError
 from onefit.files import read_json_document, write_json_atomic
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import check_timing_settings, measure_latency
 from onefit.metrics.runtimes import get_runtime
-
-if TYPE_CHECKING:  # onefit.supernets imports onefit.metrics: import it lazily at run time
-    from onefit.supernets import Supernet
+from onefit.supernets import Supernet, rebuild_supernet
 
 FORMAT = "onefit-latency-table/1"
 
 
-class LatencyTableError(ValueError):
+class LatencyTableError(UserError):
     """A latency table file is missing, corrupt, or does not fit the supernet asked of it."""
 
 
@@ -63,8 +62,6 @@ class LatencyTable:
                     "this table was built for a supernet not made by create_supernet; "
                     "pass it: LatencyTable.load(path, net=your_supernet)"
                 )
-            from onefit.supernets import rebuild_supernet
-
             # Only the structure is needed to name units: no memory for weights.
             with torch.device("meta"):
                 self.net = rebuild_supernet(self.supernet)

@@ -1,0 +1,48 @@
+"""The registry of supernet families: a leaf module that every family file imports.
+
+As in timm's ``_registry.py``, a family registers itself here at import time with
+:func:`register_supernet`; the package ``__init__`` only imports the family files and
+re-exports. Nothing here imports a family, so a family file never imports the package
+that imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from onefit.registry import Registry
+from onefit.supernets.base import Supernet
+
+SUPERNETS: Registry[Supernet] = Registry("supernet")
+register_supernet = SUPERNETS.register
+
+# Keyword arguments that only initialise the weights (the torchvision family's weights
+# file): checkpoints and exports hold the weights, so rebuilding leaves them out.
+INIT_ONLY_KWARGS = ("weights",)
+
+
+def create_supernet(name: str, **kwargs: Any) -> Supernet:
+    """Build the supernet family registered as ``name`` (see :func:`list_supernets`).
+
+    Example:
+        >>> import onefit
+        >>> net = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=32)
+        >>> net.spec["name"], net.num_classes
+        ('mobilenetv3', 10)
+    """
+    net = SUPERNETS.create(name, **kwargs)
+    # Remembered so that tables and checkpoints can rebuild the same family later.
+    net.spec = {"name": name, "kwargs": dict(kwargs)}
+    return net
+
+
+def rebuild_supernet(spec: Mapping[str, Any]) -> Supernet:
+    """The supernet ``spec`` (a ``Supernet.spec``) describes, before loading its weights."""
+    kwargs = {k: v for k, v in dict(spec["kwargs"]).items() if k not in INIT_ONLY_KWARGS}
+    return create_supernet(str(spec["name"]), **kwargs)
+
+
+def list_supernets() -> list[str]:
+    """Names of the registered supernet families."""
+    return SUPERNETS.names()
