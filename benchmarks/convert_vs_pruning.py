@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 
 import onefit
+from onefit.convert.torchvision import build_torchvision_model
 from onefit.data import DataSplits, load_dataset
 from onefit.search.pareto import pareto_mask
 from onefit.search.supernet import supernet_search
-from onefit.supernets.torchvision import build_torchvision_model
 from onefit.training import TrainConfig, evaluate_config, evaluate_model
 from onefit.training.bn import recalibrate_bn, resize
 from onefit.training.trainer import _param_groups, cosine_schedule

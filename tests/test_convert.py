@@ -229,7 +229,7 @@ def test_bad_input_gives_clear_errors() -> None:
 
 
 def test_torchvision_family_loads_weights_and_adapts_input_channels(tmp_path) -> None:
-    from onefit.supernets.torchvision import build_torchvision_model
+    from onefit.convert.torchvision import build_torchvision_model
 
     model = _model("mobilenet_v2")
     path = tmp_path / "weights.pt"
@@ -253,8 +253,8 @@ def test_converted_cnn_trains_searches_and_exports_like_any_family(tmp_path) -> 
     import numpy as np
     import onnxruntime
 
+    from onefit.convert.torchvision import build_torchvision_model
     from onefit.search.supernet import search_run
-    from onefit.supernets.torchvision import build_torchvision_model
 
     torch.manual_seed(0)
     weights = tmp_path / "resnet18.pt"
@@ -272,8 +272,8 @@ def test_converted_cnn_trains_searches_and_exports_like_any_family(tmp_path) -> 
     assert len(found.history) == 4 and all(e.ok for e in found.history)
     exported = onefit.deploy.export(run, "smallest", format="onnx", latency_repeats=5)
     card = exported.card
-    config = net.space.validate(card["config"])
-    assert card["macs"] == net.macs(config) and card["params"] == net.params(config)
+    config = net.space.validate(card.config)
+    assert card.macs == net.macs(config) and card.params == net.params(config)
     session = onnxruntime.InferenceSession(str(exported.model_path))
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     (logits,) = session.run(None, {"input": x.numpy()})

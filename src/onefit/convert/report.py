@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from onefit.convert.analysis import describe
+from onefit.convert.tracing import describe
 
 if TYPE_CHECKING:
     from onefit.convert.supernet import ConvertedSupernet

@@ -16,12 +16,11 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.fx.passes.shape_prop import _extract_tensor_metadata
-from torch.utils.flop_counter import FlopCounterMode
 
-from onefit.convert.analysis import Analysis, Layer, analyse, trace
+from onefit.convert.analysis import Analysis, Layer, analyse
 from onefit.convert.modules import ActiveConv2d, ActiveLinear, SlicedParameter
 from onefit.convert.report import ConversionReport, build_report
+from onefit.convert.tracing import NodeProfiler, trace
 from onefit.elastic import ElasticBatchNorm2d, permute_
 from onefit.elastic.channels import batch_norm_tensors
 from onefit.elastic.norm import ElasticLayerNorm
@@ -36,24 +35,6 @@ WIDTH_MODES = ("group", "global")
 
 # The variants (one graph per set of skipped blocks) kept compiled at a time.
 _MAX_VARIANTS = 64
-
-
-class _NodeProfiler(fx.Interpreter):
-    """Runs the graph once, recording each node's output shape and its MACs."""
-
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm)
-        self.shapes: dict[str, tuple[int, ...]] = {}
-        self.macs: dict[str, int] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        with FlopCounterMode(display=False) as counter:
-            result = super().run_node(n)
-        self.macs[n.name] = int(counter.get_total_flops() // 2)
-        if isinstance(result, torch.Tensor):
-            self.shapes[n.name] = tuple(result.shape)
-            n.meta["tensor_meta"] = _extract_tensor_metadata(result)
-        return result
 
 
 def width_choices(channels: int, ratios: Sequence[float], round_to: int) -> list[int]:
@@ -119,7 +100,7 @@ class ConvertedSupernet(Supernet):
         self.node_macs: dict[int, dict[str, int]] = {}
         with torch.no_grad():
             for r in [*sorted(set(self.resolutions_) - {side}), side]:  # example's last: meta
-                profiler = _NodeProfiler(gm)
+                profiler = NodeProfiler(gm)
                 x = torch.zeros(1, self.in_channels, r, r, device=device)
                 out = profiler.run(x.to(example_input.dtype))
                 self.shapes[r], self.node_macs[r] = profiler.shapes, profiler.macs

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from onefit.convert.factory import elasticize
 from onefit.files import read_state_dict
 from onefit.supernets import register_supernet
 from onefit.supernets.base import check_positive_int, default_resolutions
@@ -100,8 +101,6 @@ def torchvision_supernet(
         >>> net.num_classes, "r" in net.space
         (10, True)
     """
-    from onefit.convert import elasticize
-
     check_positive_int("num_classes", num_classes)
     check_positive_int("in_channels", in_channels)
     sides = default_resolutions(image_size, resolutions)
