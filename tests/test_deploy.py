@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 
 import onefit
 from onefit.cli import cli
-from onefit.deploy import load_exported
+from onefit.deploy import ModelCard, load_exported
 from onefit.metrics import measure_latency
 from onefit.metrics.runtimes import OnnxRuntime
 from onefit.search.supernet import run_data
@@ -58,17 +57,17 @@ def test_demo_writes_every_stage(demo_run):
 def test_model_card_equals_remeasured_figures(demo_run, pick, tmp_path):
     run, _ = demo_run
     folder = run / "exports" / f"{pick}-onnx"
-    card = json.loads((folder / "model_card.json").read_text())
-    config = card["config"]
+    card = ModelCard.load(folder / "model_card.json")
+    config = card.config
     data = run_data(run)
     # Accuracy of the exported ONNX file, re-measured in ONNX Runtime.
-    assert onnx_accuracy(folder / "model.onnx", config, data) == card["accuracy"]["onnx_fp32"]
+    assert onnx_accuracy(folder / "model.onnx", config, data) == card.evaluation.onnx_fp32
     # Parameters and MACs, re-counted on the same sub-network exported as a state dict.
-    pt = onefit.deploy.export(run, json.dumps(config), format="pt", out=tmp_path, latency_repeats=5)
+    pt = onefit.deploy.export(run, config.to_json(), format="pt", out=tmp_path, latency_repeats=5)
     model = load_exported(pt.model_path)
-    shape = tuple(card["input"]["shape"][1:])
+    shape = card.input.shape[1:]
     counted = onefit.count(model, shape)
-    assert (counted.params, counted.macs) == (card["params"], card["macs"])
+    assert (counted.params, counted.macs) == (card.params, card.macs)
     # The ONNX model computes what the PyTorch model computes.
     x = resize(data.val_tensors()[0][:16], int(config["r"]))
     (out,) = session(folder / "model.onnx").run(None, {"input": x.numpy()})
@@ -76,28 +75,25 @@ def test_model_card_equals_remeasured_figures(demo_run, pick, tmp_path):
         assert np.abs(out - model(x).numpy()).max() <= 1e-4
     # Latency: same profile, re-measured; stated tolerance: within a factor of 3 (a shared
     # CPU drifts between measurements taken minutes apart).
-    assert card["latency"]["profile"]["runtime"] == "onnxruntime"
+    assert card.latency.profile.runtime == "onnxruntime"
     again = measure_latency(model, shape, runtime="onnxruntime", threads=1, repeats=30)
-    assert 1 / 3 <= again.median_ms / card["latency"]["median_ms"] <= 3.0
+    assert 1 / 3 <= again.median_ms / card.latency.median_ms <= 3.0
     # The card's accuracy is the one the search chose it by (same BN recalibration).
     searched = next(e for e in onefit.deploy.load_search(run).history
                     if dict(e.config) == config)  # fmt: skip
-    assert card["accuracy"]["fp32"] == searched.metrics["accuracy"]
-    assert card["checks"]["max_abs_diff_vs_supernet"] <= 1e-4
-    preprocessing = card["input"]["preprocessing"]
-    assert preprocessing["mean"] == list(data.mean) and preprocessing["std"] == list(data.std)
-    assert preprocessing["divide_by"] == data.train.divisor
+    assert card.evaluation.fp32 == searched.metrics["accuracy"]
+    assert card.checks.max_abs_diff_vs_supernet <= 1e-4
+    preprocessing = card.input.preprocessing
+    assert preprocessing.mean == data.mean and preprocessing.std == data.std
+    assert preprocessing.divide_by == data.train.divisor
 
 
 def test_picks_are_the_ends_and_the_knee_of_the_front(demo_run):
     run, _ = demo_run
-    cards = {p: json.loads((run / "exports" / f"{p}-onnx" / "model_card.json").read_text())
-             for p in PICKS}  # fmt: skip
+    cards = {p: ModelCard.load(run / "exports" / f"{p}-onnx" / "model_card.json") for p in PICKS}
     front = sorted(onefit.deploy.load_search(run).pareto, key=lambda e: e.metrics["latency_ms"])
-    assert cards["smallest"]["config"] == dict(front[0].config)
-    assert cards["most-accurate"]["config"] == dict(
-        max(front, key=lambda e: e.metrics["accuracy"]).config
-    )
+    assert cards["smallest"].config == front[0].config
+    assert cards["most-accurate"].config == max(front, key=lambda e: e.metrics["accuracy"]).config
     # The knee, computed here independently: the largest drop below the chord between the
     # two ends, both axes scaled to [0, 1].
     xs = np.array([e.metrics["latency_ms"] for e in front])
@@ -106,7 +102,7 @@ def test_picks_are_the_ends_and_the_knee_of_the_front(demo_run):
     chord = ys[0] + (ys[-1] - ys[0]) * (xs - xs[0]) / (xs[-1] - xs[0])
     # With two points there is no bend: the knee is then the more accurate one.
     knee = front[-1] if len(front) <= 2 else front[int(np.argmax(ys - chord))]
-    assert cards["knee"]["config"] == dict(knee.config)
+    assert cards["knee"].config == knee.config
 
 
 def test_demo_resumes_without_redoing_finished_stages(demo_run):
@@ -123,25 +119,22 @@ def test_int8_and_torchscript_exports(demo_run, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(run), "--pick", "most-accurate", "--int8",
                                       "--out", str(tmp_path / "int8")])  # fmt: skip
     assert result.exit_code == 0, result.output
-    card = json.loads((tmp_path / "int8" / "model_card.json").read_text())
-    assert 0 <= card["accuracy"]["int8"] <= 1 and "latency_int8" in card
-    assert card["accuracy"]["int8_drop"] == pytest.approx(
-        card["accuracy"]["onnx_fp32"] - card["accuracy"]["int8"]
-    )
+    card = ModelCard.load(tmp_path / "int8" / "model_card.json")
+    int8, onnx_fp32 = card.evaluation.int8, card.evaluation.onnx_fp32
+    assert int8 is not None and onnx_fp32 is not None and card.latency_int8 is not None
+    assert 0 <= int8 <= 1 and card.evaluation.int8_drop == pytest.approx(onnx_fp32 - int8)
     data = run_data(run)
-    assert (
-        onnx_accuracy(tmp_path / "int8" / "model_int8.onnx", card["config"], data)
-        == (card["accuracy"]["int8"])
-    )
+    assert onnx_accuracy(tmp_path / "int8" / "model_int8.onnx", card.config, data) == int8
     result = CliRunner().invoke(cli, ["export", str(run), "--pick", "smallest", "--format",
                                       "torchscript", "--out", str(tmp_path / "ts")])  # fmt: skip
     assert result.exit_code == 0, result.output
     scripted = torch.jit.load(str(tmp_path / "ts" / "model.torchscript.pt"))
-    card = json.loads((tmp_path / "ts" / "model_card.json").read_text())
-    x = torch.randn(2, *card["input"]["shape"][1:])
+    card = ModelCard.load(tmp_path / "ts" / "model_card.json")
+    assert card.checks.torchscript_max_abs_diff_vs_pytorch is not None
+    x = torch.randn(2, *card.input.shape[1:])
     with torch.no_grad():
         reference = load_exported(
-            onefit.deploy.export(run, json.dumps(card["config"]), format="pt",
+            onefit.deploy.export(run, card.config.to_json(), format="pt",
                                  out=tmp_path / "pt", latency_repeats=3).model_path
         )(x)  # fmt: skip
         assert torch.allclose(scripted(x), reference, atol=1e-5)

@@ -1,6 +1,7 @@
 """Deployment: pick sub-networks from a search, export them with model cards, report."""
 
 from onefit.deploy import report
+from onefit.deploy.card import ModelCard, ModelCardError
 from onefit.deploy.export import (
     FORMATS,
     ExportCheckError,
@@ -17,6 +18,8 @@ __all__ = [
     "ExportCheckError",
     "ExportError",
     "ExportResult",
+    "ModelCard",
+    "ModelCardError",
     "PickError",
     "SearchRecord",
     "export",

@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from onefit.deploy.card import ModelCard, ModelCardError
 from onefit.deploy.picks import PickError, SearchRecord, load_search
 
 COSTS = ("latency_ms", "measured_latency_ms", "peak_memory_bytes", "macs", "params")
@@ -36,13 +38,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def _read_exports(run_dir: Path) -> list[dict[str, Any]]:
-    cards = []
+def _read_exports(run_dir: Path) -> tuple[dict[str, ModelCard], list[str]]:
+    """The run's model cards by folder (relative to the run), and why others were skipped."""
+    cards, skipped = {}, []
     for path in sorted(run_dir.glob("exports/*/model_card.json")):
-        card = json.loads(path.read_text())
-        card["folder"] = str(path.parent.relative_to(run_dir))
-        cards.append(card)
-    return cards
+        try:
+            cards[str(path.parent.relative_to(run_dir))] = ModelCard.load(path)
+        except ModelCardError as error:  # one stale or damaged card must not stop the page
+            skipped.append(str(error))
+    return cards, skipped
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -53,7 +57,7 @@ def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def pareto_figure(
-    record: SearchRecord, cost: str, exports: list[dict[str, Any]], path: Path
+    record: SearchRecord, cost: str, exports: Sequence[ModelCard], path: Path
 ) -> Path:
     """Accuracy against ``cost``: all evaluated, the Pareto front, exported picks."""
     plt = _pyplot()
@@ -79,7 +83,7 @@ def pareto_figure(
     )
     by_config = {json.dumps(dict(e.config), sort_keys=True): e for e in ok}
     for card in exports:
-        match = by_config.get(json.dumps(card["config"], sort_keys=True))
+        match = by_config.get(json.dumps(dict(card.config), sort_keys=True))
         if match is not None:
             axes.scatter(
                 [match.metrics[cost]],
@@ -90,7 +94,7 @@ def pareto_figure(
                 zorder=5,
             )
             axes.annotate(
-                card["pick"],
+                card.pick,
                 (match.metrics[cost], match.metrics["accuracy"]),
                 textcoords="offset points",
                 xytext=(6, -12),
@@ -173,7 +177,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     folder = Path(out) if out else run_dir / "report"
     folder.mkdir(parents=True, exist_ok=True)
     settings = json.loads((run_dir / "config.json").read_text())
-    exports = _read_exports(run_dir)
+    exports, skipped = _read_exports(run_dir)
     metrics = _read_metrics(run_dir)
     sections = [
         f"<h1>onefit report: {html.escape(run_dir.name)}</h1>",
@@ -191,7 +195,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         sections.append("<h2>Pareto front</h2>")
         recorded = set().union(*(e.metrics for e in record.history if e.ok))
         for cost in [c for c in COSTS if c in recorded]:
-            figure = pareto_figure(record, cost, exports, folder / f"pareto_{cost}.png")
+            figure = pareto_figure(
+                record, cost, list(exports.values()), folder / f"pareto_{cost}.png"
+            )
             sections.append(_image(figure, f"accuracy vs {cost}"))
         shown = [c for c in ("accuracy", *COSTS) if c in recorded]
         rows = [
@@ -213,26 +219,28 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if exports:
         rows = [
             [
-                c["pick"],
-                c["format"],
-                _fmt(c["accuracy"]["fp32"]),
-                _fmt(c["accuracy"].get("int8", "")),
-                _fmt(c["latency"]["median_ms"]),
-                c["latency"]["profile"]["runtime"],
-                _fmt(c["macs"]),
-                _fmt(c["params"]),
-                c["folder"],
+                c.pick,
+                c.format,
+                _fmt(c.evaluation.fp32),
+                _fmt(c.evaluation.int8 if c.evaluation.int8 is not None else ""),
+                _fmt(c.latency.median_ms),
+                c.latency.profile.runtime,
+                _fmt(c.macs),
+                _fmt(c.params),
+                folder_name,
             ]
-            for c in exports
+            for folder_name, c in exports.items()
         ]
+        metric = next(iter(exports.values())).evaluation.metric
         sections.append("<h2>Exported models</h2>")
         sections.append(
             _table(
                 [
                     "pick",
                     "format",
-                    "accuracy",
-                    "INT8 accuracy",
+                    # One primary metric per run (the task's); accuracy for classification.
+                    metric,
+                    f"INT8 {metric}",
                     "latency ms",
                     "runtime",
                     "MACs",
@@ -242,6 +250,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                 rows,
             )
         )
+    if skipped:
+        sections.append("<h2>Exports not shown</h2>")
+        sections.append("".join(f"<p><code>{html.escape(why)}</code></p>" for why in skipped))
     page = folder / "index.html"
     page.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>onefit report</title>"
