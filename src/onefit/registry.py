@@ -3,13 +3,21 @@
 Supernets, training strategies, search strategies, predictors, runtimes and exporters
 each keep one :class:`Registry`. Registering a name twice is an error (a silent
 overwrite would make ``create("x")`` depend on import order), and asking for an
-unknown name lists what exists.
+unknown name lists what exists. Both errors are :class:`onefit.errors.UserError`
+subclasses (so also ``ValueError``): :class:`~onefit.errors.DuplicateNameError` and
+:class:`~onefit.errors.UnknownNameError`.
+
+Each registry's module offers the same three verbs around it, ``register_X``,
+``create_X`` and ``list_Xs`` (as timm's ``register_model``/``create_model``/
+``list_models``); ``tests/test_registries.py`` checks every registry for them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from onefit.errors import DuplicateNameError, UnknownNameError
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,7 +48,7 @@ class Registry(Generic[T]):
 
         def decorator(factory: F) -> F:
             if name in self._factories:
-                raise ValueError(
+                raise DuplicateNameError(
                     f"a {self.kind} named {name!r} is already registered "
                     f"(by {self._factories[name].__qualname__}); choose another name"
                 )
@@ -50,12 +58,13 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> Callable[..., T]:
-        """The factory registered as ``name``; raises ``ValueError`` listing known names."""
+        """The factory registered as ``name``; an unknown name raises :class:`UnknownNameError`
+        listing the known ones."""
         try:
             return self._factories[name]
         except KeyError:
             known = ", ".join(sorted(self._factories)) or "(none)"
-            raise ValueError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def create(self, name: str, **kwargs: Any) -> T:
         """Build the object registered as ``name`` with ``kwargs``."""

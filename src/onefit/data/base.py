@@ -15,10 +15,11 @@ from typing import ClassVar
 
 import torch
 
+from onefit.errors import UserError
 from onefit.registry import Registry
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset path, file or file content is not what its format expects.
 
     The message names the file or folder and the format that was expected, so a wrong
@@ -79,3 +80,17 @@ class DatasetSource(ABC):
 
 DATASETS: Registry[DatasetSource] = Registry("dataset")
 register_dataset = DATASETS.register
+
+
+def create_dataset(name: str) -> DatasetSource:
+    """The source registered as ``name`` (a built-in dataset or a folder format).
+
+    It only knows how to read; :func:`onefit.data.load_dataset` is what loads and
+    splits the data.
+    """
+    return DATASETS.create(name)
+
+
+def list_datasets() -> list[str]:
+    """Names of the registered built-in datasets and on-disk formats, sorted."""
+    return DATASETS.names()

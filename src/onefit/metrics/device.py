@@ -25,11 +25,13 @@ from typing import Any
 
 import torch
 
+from onefit.errors import UserError
+
 # Libraries whose version can change a measured figure.
 TRACKED_LIBRARIES = ("torch", "onnxruntime", "onefit")
 
 
-class ProfileMismatchError(ValueError):
+class ProfileMismatchError(UserError):
     """Figures measured under different device profiles were about to be mixed."""
 
 

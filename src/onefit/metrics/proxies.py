@@ -111,6 +111,11 @@ def macs(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float
     return math.log10(max(count(model, tuple(inputs.shape[1:])).macs, 1))
 
 
+def create_proxy(name: str) -> ProxyFn:
+    """The zero-cost proxy registered as ``name``: a function ``(model, inputs, targets)``."""
+    return PROXIES.get(name)
+
+
 def list_proxies() -> list[str]:
     """Names of the registered zero-cost proxies."""
     return PROXIES.names()
@@ -127,7 +132,7 @@ def compute_proxies(
     chosen = list_proxies() if names is None else list(names)
     scores = {}
     for name in chosen:
-        proxy = PROXIES.get(name)
+        proxy = create_proxy(name)
         # Dropout draws random masks in train mode: a fixed seed keeps scores repeatable.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -6,7 +6,13 @@ Kendall tau.
 """
 
 from onefit.predictors import mlp, sklearn_models
-from onefit.predictors.base import REGRESSORS, Regressor, register_regressor
+from onefit.predictors.base import (
+    REGRESSORS,
+    Regressor,
+    create_regressor,
+    list_regressors,
+    register_regressor,
+)
 from onefit.predictors.predictor import (
     Predictor,
     PredictorError,
@@ -25,8 +31,10 @@ __all__ = [
     "Predictor",
     "PredictorError",
     "Regressor",
+    "create_regressor",
     "fit_predictor",
     "list_predictors",
+    "list_regressors",
     "mlp",
     "prediction_metrics",
     "register_regressor",

@@ -43,3 +43,13 @@ class Regressor(ABC):
 
 REGRESSORS: Registry[Regressor] = Registry("predictor")
 register_regressor = REGRESSORS.register
+
+
+def create_regressor(name: str, **kwargs: Any) -> Regressor:
+    """Build the (unfitted) predictor model registered as ``name`` (``ridge``, ``mlp``, ...)."""
+    return REGRESSORS.create(name, **kwargs)
+
+
+def list_regressors() -> list[str]:
+    """Names of the registered predictor models (also :func:`onefit.predictors.list_predictors`)."""
+    return REGRESSORS.names()

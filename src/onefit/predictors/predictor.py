@@ -24,6 +24,7 @@ import numpy as np
 from scipy.stats import kendalltau
 from sklearn.model_selection import KFold
 
+from onefit.errors import UserError
 from onefit.files import read_json_document, write_json_atomic
 from onefit.predictors.base import REGRESSORS, Regressor
 from onefit.space import ArchConfig, Encoding, SearchSpace
@@ -35,7 +36,7 @@ AUTO_CANDIDATES = ("ridge", "svr", "gbt")
 FeatureFn = Callable[[ArchConfig], float]
 
 
-class PredictorError(ValueError):
+class PredictorError(UserError):
     """Bad training data for a predictor, or a predictor file that cannot be used."""
 
 

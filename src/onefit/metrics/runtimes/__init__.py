@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from onefit.metrics.runtimes.base import Runtime, RuntimeUnavailableError
 from onefit.metrics.runtimes.compiled import CompiledRuntime
 from onefit.metrics.runtimes.eager import EagerRuntime
@@ -17,9 +19,15 @@ from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
 from onefit.registry import Registry
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
-RUNTIMES.register("eager")(EagerRuntime)
-RUNTIMES.register("onnxruntime")(OnnxRuntime)
-RUNTIMES.register("compile")(CompiledRuntime)
+register_runtime = RUNTIMES.register
+register_runtime("eager")(EagerRuntime)
+register_runtime("onnxruntime")(OnnxRuntime)
+register_runtime("compile")(CompiledRuntime)
+
+
+def create_runtime(name: str, **kwargs: Any) -> Runtime:
+    """Build the runtime registered as ``name``, installed or not (see :func:`get_runtime`)."""
+    return RUNTIMES.create(name, **kwargs)
 
 
 def list_runtimes() -> list[str]:
@@ -28,7 +36,8 @@ def list_runtimes() -> list[str]:
 
 
 def get_runtime(name: str) -> Runtime:
-    """The runtime registered as ``name``; an unknown name lists the known ones."""
+    """The runtime registered as ``name``; an unknown name raises
+    :class:`RuntimeUnavailableError` listing the registered and the installed ones."""
     if name not in RUNTIMES:
         available = [n for n in RUNTIMES.names() if RUNTIMES.create(n).available()]
         raise RuntimeUnavailableError(
@@ -45,7 +54,9 @@ __all__ = [
     "OnnxRuntime",
     "Runtime",
     "RuntimeUnavailableError",
+    "create_runtime",
     "export_onnx",
     "get_runtime",
     "list_runtimes",
+    "register_runtime",
 ]

@@ -8,8 +8,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from onefit.errors import UserError
 
-class RuntimeUnavailableError(RuntimeError):
+
+class RuntimeUnavailableError(UserError, RuntimeError):
     """The runtime, its device or its provider cannot be used here (says what to install)."""
 
 

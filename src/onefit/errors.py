@@ -1,0 +1,52 @@
+"""The exceptions every onefit error derives from, and what each kind means for a caller.
+
+Two kinds of failure, told apart by their base class:
+
+* :class:`UserError` -- the input is wrong and the user can fix it: a bad setting, an
+  unknown name, a missing or damaged file, an optional package that is not installed.
+  It is also a :class:`ValueError`, so ``except ValueError`` keeps catching it. The
+  message says what was received, what is allowed and how to fix it. The command line
+  prints it as one line and exits with status 2.
+* any other :class:`OnefitError` -- the input was fine but the work failed (training
+  diverged, an export does not reproduce its supernet). The command line prints a short
+  message, writes the traceback to a log file and exits with status 1.
+
+Plain ``ValueError``/``TypeError`` raised for a bad argument count as user errors too.
+This module is a leaf: it imports nothing from onefit, so any module may import it.
+
+Example:
+    >>> try:
+    ...     raise UnknownNameError("unknown widget 'x'; known: box")
+    ... except ValueError as error:  # a user error is a ValueError
+    ...     isinstance(error, OnefitError), str(error)
+    (True, "unknown widget 'x'; known: box")
+"""
+
+from __future__ import annotations
+
+
+class OnefitError(Exception):
+    """The base of every exception onefit raises on purpose; ``except OnefitError`` catches all."""
+
+
+class UserError(OnefitError, ValueError):
+    """Bad input the user can fix (exit status 2 on the command line); a ``ValueError``."""
+
+
+class UnknownNameError(UserError):
+    """A name that no registry entry has; the message lists the registered names."""
+
+
+class DuplicateNameError(UserError):
+    """A second registration under a name that is already taken."""
+
+
+class Interrupted(OnefitError):
+    """A run stopped on request (Ctrl-C, SIGTERM) after saving its state.
+
+    Not a failure: running the same command again continues. The command line prints
+    the message and exits with status 130, as a shell does for Ctrl-C.
+    """
+
+
+__all__ = ["DuplicateNameError", "Interrupted", "OnefitError", "UnknownNameError", "UserError"]
