@@ -75,7 +75,7 @@ def test_profile_builds_saves_and_checks_a_latency_table(tmp_path) -> None:
             "--warmup", "1", "--repeats", "3", "--check", "2", "--out", str(out)]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    table = onefit.metrics.LatencyTable.load(out)
+    table = onefit.profiling.LatencyTable.load(out)
     assert f"{len(table.entries)} units measured" in result.output
     assert "MAPE" in result.output and "Kendall tau" in result.output
     assert table.supernet is not None and table.supernet["kwargs"]["depths"] == [1, 2]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 import onefit
-from onefit.convert import ConvertedSupernet, elasticize
+from onefit.convert import ConversionOptions, ConvertedSupernet, elasticize
 from onefit.metrics import count
 from tests.conftest import randomize_for_comparison
 
@@ -220,7 +223,9 @@ def test_bad_input_gives_clear_errors() -> None:
         elasticize(model, [1, 2, 3])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="square images"):
         elasticize(model, torch.zeros(1, 3, 16, 12))
-    with pytest.raises(ValueError, match=r"torch\.fx"):
+    with pytest.raises(
+        ValueError, match=r"torch\.fx .* at test_convert\.py:\d+: `if x\.sum\(\) > 0:"
+    ):
         elasticize(DataDependent(), torch.zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match=r"\(batch, classes\)"):
         elasticize(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 8, 8))
@@ -260,12 +265,16 @@ def test_converted_cnn_trains_searches_and_exports_like_any_family(tmp_path) -> 
     weights = tmp_path / "resnet18.pt"
     torch.save(build_torchvision_model("resnet18", 10, in_channels=1).state_dict(), weights)
     run = tmp_path / "run"
-    kwargs = {"model": "resnet18", "weights": str(weights), "width_ratios": [0.5, 1.0]}
+    kwargs = {"model": "resnet18", "weights": str(weights), "options": {"width_ratios": [0.5, 1.0]}}
     onefit.train(supernet="torchvision", supernet_kwargs=kwargs, epochs=1, batch_size=128,
                  run_dir=str(run), progress=False, tensorboard=False, bn_batches=2)  # fmt: skip
     weights.unlink()  # the checkpoint holds the weights: rebuilding must not need the file
     net = onefit.load_supernet(run)
     assert net.spec is not None and net.spec["name"] == "torchvision"
+    assert net.spec["options"]["width_ratios"] == [0.5, 1.0] and net.space["w.conv1"].choices == (
+        32,
+        64,
+    )
     store = str(run / "search" / "results.db")
     found = search_run(run, {"accuracy": "max", "macs": "min"}, strategy="random", budget=4,
                        seed=0, store=store, progress=False)  # fmt: skip
@@ -356,3 +365,59 @@ def test_global_width_mode_ties_every_group_to_one_ratio() -> None:
         assert net.macs(config) == per_group.macs(per_group.space.largest().replace(**same))
     with pytest.raises(ValueError, match="width_mode"):
         elasticize(model, x, verbose=False, width_mode="stage")
+
+
+def test_conversion_options_are_checked_and_round_trip_through_json() -> None:
+    options = ConversionOptions(width_ratios=[0.5, 1], resolutions=[32, 24], sort=False)
+    assert options.width_ratios == (0.5, 1.0) and options.resolutions == (32, 24)
+    data = json.loads(json.dumps(options.to_dict()))
+    assert ConversionOptions.from_dict(data) == options
+    assert ConversionOptions.build(options, depth=False) == replace(options, depth=False)
+    bad = {
+        "width_ratios": ([0.5, 1.5], r"numbers in \(0, 1\].*got \[0\.5, 1\.5\]"),
+        "round_to": (0, "positive integer, got 0"),
+        "depth": ("yes", "True or False, got 'yes'"),
+        "resolutions": ([32.5], r"positive integers, got \[32\.5\]"),
+        "width_mode": ("stage", r"one of \['group', 'global'\], got 'stage'"),
+    }
+    for name, (value, message) in bad.items():
+        with pytest.raises(ValueError, match=message):
+            ConversionOptions(**{name: value})
+    with pytest.raises(TypeError, match=r"unknown conversion option.*'widht_mode'.*width_mode"):
+        ConversionOptions.build(widht_mode="global")
+    with pytest.raises(TypeError, match="unknown conversion option"):
+        elasticize(nn.Linear(2, 2), _input(), widht_mode="global")
+
+
+@torch.no_grad()
+def test_options_object_dict_and_keywords_convert_alike() -> None:
+    model = randomize_for_comparison(Tricky()).eval()
+    x = _input()
+    settings = {"width_ratios": [0.5, 1.0], "round_to": 4, "depth": False, "resolutions": [32, 24]}
+    by_keywords = elasticize(model, x, verbose=False, **settings)
+    by_object = elasticize(model, x, ConversionOptions(**settings), verbose=False)
+    by_dict = elasticize(model, x, settings, verbose=False)
+    overridden = elasticize(model, x, ConversionOptions(**settings), verbose=False, depth=True)
+    assert isinstance(by_keywords, ConvertedSupernet)
+    assert by_keywords.options == by_object.options == by_dict.options
+    assert by_keywords.space == by_object.space == by_dict.space
+    assert not any(n.startswith("d.") for n in by_keywords.space.names)
+    assert by_keywords.space["r"].choices == (24, 32) and by_keywords.spec is None
+    assert any(n.startswith("d.") for n in overridden.space.names)
+    with pytest.raises(TypeError, match="options must be a ConversionOptions"):
+        ConvertedSupernet(model, x, settings)  # type: ignore[arg-type]
+
+
+def test_torchvision_family_records_its_options_in_the_spec_as_json() -> None:
+    common = {"model": "resnet18", "num_classes": 10, "image_size": SIDE}
+    flat = onefit.create_supernet("torchvision", **common, width_ratios=[0.5, 1.0])
+    given = onefit.create_supernet("torchvision", **common,
+                                   options=ConversionOptions(width_ratios=(0.5, 1.0)))  # fmt: skip
+    for net in (flat, given):
+        spec = json.loads(json.dumps(net.spec))  # JSON-able, whatever the caller passed
+        assert spec["options"] == {**ConversionOptions().to_dict(), "width_ratios": [0.5, 1.0],
+                                   "resolutions": [SIDE]}  # fmt: skip
+        assert net.space["w.conv1"].choices == (32, 64)
+    assert given.spec is not None and given.spec["kwargs"]["options"]["width_ratios"] == [0.5, 1.0]
+    rebuilt = onefit.supernets.rebuild_supernet(given.spec)
+    assert rebuilt.space == given.space and rebuilt.spec == given.spec

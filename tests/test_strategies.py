@@ -10,14 +10,14 @@ import torch
 
 import onefit
 from onefit.space import SearchSpace
-from onefit.training import STRATEGIES, create_strategy
+from onefit.training import TRAINING_STRATEGIES, create_strategy
 from onefit.training.strategies import DelayedShrinking, ProgressiveShrinking, nested_configs
 from onefit.training.trainer import cosine_schedule
 
 SPACE = onefit.create_supernet("mobilenetv3", num_classes=10, image_size=8).space
 
 
-@pytest.mark.parametrize("name", STRATEGIES.names())
+@pytest.mark.parametrize("name", TRAINING_STRATEGIES.names())
 def test_every_strategy_is_deterministic_and_valid(name: str) -> None:
     strategy = create_strategy(name)
     strategy.setup(SPACE, total_steps=40)
@@ -46,9 +46,8 @@ def test_sandwich_trains_largest_on_labels_then_distils() -> None:
 
 def test_deps_delays_shrinking_and_ramps_the_effective_lr() -> None:
     strategy = DelayedShrinking(shrink_start=0.5, ramp=0.2, multiplier=1.0)
-    strategy.setup(SPACE, 100)
     schedule = cosine_schedule(0.1, 100, 0)
-    strategy.schedule = schedule
+    strategy.setup(SPACE, 100, schedule=schedule)  # the trainer passes its schedule
     # Full network only before 30 %.
     for step in range(30):
         tasks = strategy.tasks(step, np.random.default_rng(step))

@@ -13,15 +13,15 @@ from onefit.convert import elasticize
 from onefit.data import DataSplits, from_tensors, list_datasets, load_dataset
 from onefit.metrics.counting import Cost, count
 from onefit.registry import Registry
-from onefit.search import SearchResult, list_search_strategies, search
+from onefit.search import SearchResult, list_search_strategies
+from onefit.search import search as run_search
 from onefit.space import ArchConfig, Dimension, SearchSpace, flatten_lists, nest_lists
 from onefit.supernets import Supernet, create_supernet, list_supernets, register_supernet
 from onefit.training import TrainConfig, TrainResult, list_strategies, load_supernet, train
+from onefit.version import __version__
 
-__version__ = "0.1.0"
-
-# Subpackages used as onefit.metrics..., onefit.predictors..., onefit.deploy...
-from onefit import deploy, metrics, predictors
+# Subpackages used as onefit.metrics..., onefit.search..., onefit.deploy...
+from onefit import deploy, metrics, predictors, profiling, search  # isort: skip
 
 __all__ = [
     "ArchConfig",
@@ -50,7 +50,9 @@ __all__ = [
     "metrics",
     "nest_lists",
     "predictors",
+    "profiling",
     "register_supernet",
+    "run_search",
     "search",
     "train",
 ]

@@ -1,7 +1,9 @@
 """The ``onefit`` command line.
 
-Every user mistake (an unknown supernet, a bad option value) ends with one line on
-stderr and exit status 2, never a traceback.
+One handler (:class:`OnefitGroup`) turns every exception into an exit status: a user
+mistake (an unknown supernet, a bad option value, a missing file) ends with one line on
+stderr and exit status 2, never a traceback; any other failure prints one line and the
+path of a log holding the traceback, exit status 1; Ctrl-C exits with 130.
 
 Example:
     $ onefit demo                      # the whole pipeline on the embedded data
@@ -17,10 +19,12 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +35,18 @@ from rich.progress import track
 from rich.table import Table
 
 import onefit
+from onefit.deploy import export
+from onefit.deploy.quickstart import DemoSettings, run_demo
+from onefit.deploy.report import write_report
+from onefit.errors import Interrupted, OnefitError
+from onefit.metrics import get_runtime, list_runtimes, measure_latency
+from onefit.predictors import prediction_metrics
+from onefit.profiling import build_latency_table
+from onefit.rundir import DEFAULT_SEARCH, STORE_FILE, RunDir
+from onefit.search.store import ResultStore
+from onefit.search.supernet import search_run
+from onefit.training import Trainer
+from onefit.training.config import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,13 +57,93 @@ console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the library's ValueError/TypeError (bad user input) into a one-line usage error."""
-    try:
-        yield
-    except (ValueError, TypeError) as error:
-        raise click.UsageError(str(error)) from None
+# Exceptions that mean bad input the user can fix: onefit.errors.UserError (a ValueError),
+# the plain ValueError/TypeError raised for a bad argument, and ImportError for an
+# optional package that is not installed (its message names what to pip install).
+USER_ERRORS = (ValueError, TypeError, ImportError)
+_RUN_DIR = "onefit.run_dir"  # ctx.meta key: where a command keeps its files
+_ARGV = "onefit.argv"
+
+
+class _UserFailure(click.ClickException):
+    """A user error as click shows it: ``Error: <message>`` on stderr, exit status 2.
+
+    (An internal error is a plain ``click.ClickException``: the same line, exit status 1.)
+    """
+
+    exit_code = 2
+
+
+class OnefitGroup(click.Group):
+    """The ``onefit`` group; its :meth:`invoke` is the one place errors become exit statuses.
+
+    Commands raise what the library raises and catch nothing to report it:
+
+    * a user error (see :data:`USER_ERRORS`): ``Error: <message>``, exit status 2;
+    * click's own errors, as click shows them (usage errors exit 2);
+    * :class:`onefit.errors.Interrupted` (a run paused with its state saved): its
+      message, exit status 130, as is ``KeyboardInterrupt``;
+    * anything else: ``Error: <message>``, the path of a log file holding the full
+      traceback (RUN_DIR/logs/ when the command has a run directory, else
+      ``~/.cache/onefit/logs/``), exit status 1.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV] = list(args)  # for the log of an internal error
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click reports these itself (Exit and Abort are RuntimeErrors)
+        except Interrupted as error:
+            click.echo(str(error))
+            ctx.exit(130)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except USER_ERRORS as error:
+            raise _UserFailure(str(error)) from None
+        except Exception as error:
+            raise click.ClickException(_internal_error(ctx, error)) from None
+
+
+def _remember_run_dir(path: str | Path) -> None:
+    """Note the current command's run directory: the log of an internal error goes there."""
+    click.get_current_context().meta[_RUN_DIR] = Path(path)
+
+
+def _internal_error(ctx: click.Context, error: Exception) -> str:
+    """Write ``error``'s traceback to a log file; return what to show: the error in one
+    line, then the log's path."""
+    command = ctx.invoked_subcommand or "onefit"
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    # A onefit failure explains itself; anything else is a bug to report.
+    if isinstance(error, OnefitError):
+        message = text or type(error).__name__
+    else:
+        message = f"{type(error).__name__}: {text} (an internal error of onefit; please report it)"
+    argv = " ".join(ctx.meta.get(_ARGV, []))
+    report = (
+        f"onefit {argv}\nonefit {onefit.__version__}, torch {torch.__version__}, "
+        f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n\n"
+        + "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    )
+    name = f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    run_dir = ctx.meta.get(_RUN_DIR)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "onefit"
+    folders = [run_dir / "logs"] if run_dir is not None and run_dir.is_dir() else []
+    folders += [cache / "logs", Path(tempfile.gettempdir()) / "onefit-logs"]
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(report)
+        except OSError:
+            continue
+        return f"{message}\nThe full traceback is in {folder / name}"
+    return f"{message}\n(no log folder was writable; the traceback follows)\n{report}"
 
 
 def _parse_options(pairs: tuple[str, ...], param: str = "--option") -> dict[str, Any]:
@@ -100,7 +196,7 @@ def _build_supernet(
     ).eval()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OnefitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(onefit.__version__, prog_name="onefit")
 @click.option(
     "--config", "config_file", metavar="FILE",
@@ -162,7 +258,6 @@ def list_command() -> None:
     console.print(table)
     console.print("training strategies: " + ", ".join(onefit.list_strategies()))
     console.print("datasets and formats: " + ", ".join(onefit.list_datasets()))
-    from onefit.metrics import get_runtime, list_runtimes
 
     runtimes = [f"{n}{'' if get_runtime(n).available() else ' (not installed)'}"
                 for n in list_runtimes()]  # fmt: skip
@@ -191,9 +286,8 @@ def check(
     """
     if samples < 0:
         raise click.BadParameter("must be >= 0", param_hint="--samples")
-    with _user_errors():
-        torch.manual_seed(seed)
-        net = _build_supernet(name, image_size, in_channels, num_classes, options)
+    torch.manual_seed(seed)
+    net = _build_supernet(name, image_size, in_channels, num_classes, options)
     space = net.space
     console.print(
         f"[bold]{name}[/]: {len(space.names)} dimensions, {space.size:.3g} configs, "
@@ -285,6 +379,14 @@ def _apply_setting(settings: dict[str, Any], key: str, value: Any) -> None:
 @cli.command()
 @click.option("--config", "config_file", metavar="FILE", help="TOML/JSON/YAML file of settings.")
 @click.option("--supernet", help="Supernet family (default mobilenetv3).")
+@click.option(
+    "--model", "model_path", metavar="PACKAGE.MODULE:FUNCTION",
+    help="Your own model: a function returning an nn.Module, converted with elasticize "
+    "(family 'model'; the current folder is importable).",
+)  # fmt: skip
+@click.option("--model-kwargs", metavar="JSON", help="Keyword arguments for --model's function.")
+@click.option("--input-shape", metavar="C,H,W",
+              help="One input of --model (default: the data's channels and side).")  # fmt: skip
 @click.option("--dataset", help="Dataset name or folder (default digits).")
 @click.option("--strategy", help="Training strategy: " + ", ".join(onefit.list_strategies()) + ".")
 @click.option("--epochs", type=int)
@@ -305,6 +407,9 @@ def train(
     assignments: tuple[str, ...],
     no_resume: bool,
     stop_after_steps: int | None,
+    model_path: str | None,
+    model_kwargs: str | None,
+    input_shape: str | None,
     **flags: Any,
 ) -> None:
     """Train a supernet once; resumes from the run dir's checkpoint.
@@ -315,8 +420,6 @@ def train(
     a checkpoint; running the same command again continues exactly where it stopped.
     Under torchrun, every process trains on its share of each batch.
     """
-    from onefit.training import CheckpointError, Trainer, TrainingError
-    from onefit.training.config import TrainConfig
 
     shared = ctx.obj or {}
     if config_file is None and shared.get("has_train_table"):
@@ -327,17 +430,22 @@ def train(
     for key, value in flags.items():
         if value is not None:
             settings[key] = value
-    with _user_errors():
-        config = TrainConfig.from_dict(settings)
-        trainer = Trainer(config)
+    if model_path is not None:
+        settings["supernet"] = "model"
+        kwargs = settings.setdefault("supernet_kwargs", {})
+        kwargs["factory"] = model_path
+        if model_kwargs is not None:
+            kwargs["factory_kwargs"] = _parse_json(model_kwargs, "--model-kwargs")
+        if input_shape is not None:
+            kwargs["input_shape"] = _parse_shape(input_shape)
+    elif model_kwargs is not None or input_shape is not None:
+        raise click.UsageError("--model-kwargs and --input-shape go with --model")
+    config = TrainConfig.from_dict(settings)
+    _remember_run_dir(config.run_dir)
+    trainer = Trainer(config)
     if trainer.dist.is_main:
         console.print_json(json.dumps(trainer.resolved()))
-    try:
-        result = trainer.fit(resume=not no_resume, stop_after_steps=stop_after_steps)
-    except (TrainingError, CheckpointError) as error:
-        raise click.ClickException(str(error)) from None
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
+    result = trainer.fit(resume=not no_resume, stop_after_steps=stop_after_steps)
     if not trainer.dist.is_main:
         return
     if result.interrupted:
@@ -386,25 +494,17 @@ def profile(
     a config's predicted latency is the sum of its units. Then measures the smallest,
     the largest and CHECK random sub-networks whole and prints predicted vs measured.
     """
-    from onefit.metrics import RuntimeUnavailableError, build_latency_table, measure_latency
-    from onefit.predictors import prediction_metrics
 
     if check < 0:
         raise click.BadParameter("must be >= 0", param_hint="--check")
-    from onefit.training import CheckpointError
-
-    try:
-        if run_dir is not None:
-            net = onefit.load_supernet(run_dir)
-        else:
-            net = _build_supernet(name, image_size, in_channels, num_classes, options)
-        settings = dict(runtime=runtime, device=device, batch_size=batch_size, threads=threads,
-                        warmup=warmup, repeats=repeats)  # fmt: skip
-        table = build_latency_table(net, **settings)  # type: ignore[arg-type]
-    except CheckpointError as error:
-        raise click.ClickException(str(error)) from None
-    except (ValueError, TypeError, RuntimeUnavailableError) as error:
-        raise click.UsageError(str(error)) from None
+    if run_dir is not None:
+        _remember_run_dir(run_dir)
+        net = onefit.load_supernet(run_dir)
+    else:
+        net = _build_supernet(name, image_size, in_channels, num_classes, options)
+    settings = dict(runtime=runtime, device=device, batch_size=batch_size, threads=threads,
+                    warmup=warmup, repeats=repeats)  # fmt: skip
+    table = build_latency_table(net, **settings)  # type: ignore[arg-type]
     table.save(out)
     console.print(
         f"{len(table.entries)} units measured in {table.settings['profiling_seconds']:.1f} s "
@@ -436,13 +536,30 @@ def profile(
     )
 
 
-def _require_run(run_dir: str) -> None:
-    """A usage error unless ``run_dir`` holds a training run's checkpoint."""
-    if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
-        raise click.UsageError(
-            f"{run_dir}: no such checkpoint file (checkpoints/last.pt); pass a run directory "
-            f"made by onefit train"
-        )
+def _parse_json(text: str, param: str) -> dict[str, Any]:
+    """A JSON object given on the command line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not valid JSON ({error})", param_hint=param) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter(f"expected a JSON object, got {text!r}", param_hint=param)
+    return value
+
+
+def _parse_shape(text: str) -> list[int]:
+    """``"3,32,32"`` -> ``[3, 32, 32]``."""
+    try:
+        shape = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected C,H,W integers, got {text!r}",
+                                 param_hint="--input-shape") from None  # fmt: skip
+    return shape
+
+
+def _require_run(run_dir: str) -> RunDir:
+    """The run in ``run_dir``; a usage error unless it holds a training run's checkpoint."""
+    return RunDir(run_dir).require_trained()
 
 
 def _parse_objectives(specs: tuple[str, ...]) -> dict[str, str]:
@@ -475,7 +592,8 @@ def _parse_objectives(specs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--measure-runtime", help="Also time each sub-network on this runtime.")
 @click.option("--measure-memory", is_flag=True, help="Also measure peak inference memory.")
 @click.option("--out", help="Output folder (default RUN_DIR/search).")
-@click.option("--run-name", default="search", show_default=True, help="Name in the store.")
+@click.option("--run-name", default=DEFAULT_SEARCH, show_default=True,
+              help="The search's name (export and report find it by --search NAME).")  # fmt: skip
 def search_command(
     run_dir: str,
     objective_specs: tuple[str, ...],
@@ -495,27 +613,18 @@ def search_command(
     Results go to OUT/results.db (SQLite; running the same command again resumes),
     OUT/results.csv, OUT/pareto.json and OUT/front.png.
     """
-    from onefit.metrics import LatencyTableError, RuntimeUnavailableError
-    from onefit.search.store import ResultStore, StoreError
-    from onefit.search.supernet import search_run
-    from onefit.training import CheckpointError
 
     objectives = _parse_objectives(objective_specs)
-    folder = Path(out) if out else Path(run_dir) / "search"
-    _require_run(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        result = search_run(
-            run_dir, objectives, latency_table=lut, constraints=list(constraints),
-            measure_runtime=measure_runtime, measure_memory=measure_memory, strategy=strategy,
-            budget=budget,
-            batch_size=batch_size, seed=seed, store=folder / "results.db", run_name=run_name,
-        )  # fmt: skip
-    except (CheckpointError, LatencyTableError, StoreError) as error:
-        raise click.ClickException(str(error)) from None
-    except (ValueError, TypeError, RuntimeUnavailableError) as error:
-        raise click.UsageError(str(error)) from None
-    with ResultStore(folder / "results.db") as store:
+    run = _require_run(run_dir)
+    _remember_run_dir(run_dir)
+    folder = run.add_search(run_name, out)
+    result = search_run(
+        run_dir, objectives, latency_table=lut, constraints=list(constraints),
+        measure_runtime=measure_runtime, measure_memory=measure_memory, strategy=strategy,
+        budget=budget,
+        batch_size=batch_size, seed=seed, store=folder / STORE_FILE, run_name=run_name,
+    )  # fmt: skip
+    with ResultStore(folder / STORE_FILE) as store:
         store.export_csv(folder / "results.csv", store.run_id(run_name))
     pareto = [{"config": dict(e.config), "metrics": e.metrics} for e in result.pareto]
     (folder / "pareto.json").write_text(json.dumps(pareto, indent=1) + "\n")
@@ -552,23 +661,12 @@ def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
     the knee and the most accurate Pareto sub-networks as ONNX with model cards, and
     writes RUN_DIR/report/index.html. Running it again resumes every stage.
     """
-    from onefit.deploy import ExportCheckError
-    from onefit.deploy.quickstart import DemoInterrupted, DemoSettings, run_demo
-    from onefit.metrics import RuntimeUnavailableError
-    from onefit.training import CheckpointError, TrainingError
 
     for flag, value in (("--epochs", epochs), ("--budget", budget), ("--threads", threads)):
         if value < 1:
             raise click.BadParameter("must be >= 1", param_hint=flag)
-    try:
-        run_demo(DemoSettings(run_dir, epochs, budget, threads), console)
-    except DemoInterrupted as error:
-        console.print(str(error))
-        raise SystemExit(130) from None
-    except (TrainingError, CheckpointError, ExportCheckError) as error:
-        raise click.ClickException(str(error)) from None
-    except (ValueError, TypeError, RuntimeUnavailableError) as error:
-        raise click.UsageError(str(error)) from None
+    _remember_run_dir(run_dir)
+    run_demo(DemoSettings(run_dir, epochs, budget, threads), console)
 
 
 @cli.command("export")
@@ -583,26 +681,21 @@ def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
     help="Threads for the latency figure.",
 )  # fmt: skip
 @click.option("--out", help="Output folder (default RUN_DIR/exports/PICK-FORMAT).")
+@click.option("--search", "search_name", default=DEFAULT_SEARCH, show_default=True,
+              help="Which of the run's searches to pick from (its --run-name).")  # fmt: skip
 def export_command(run_dir: str, choice: str, fmt: str, int8: bool, threads: int,
-                   out: str | None) -> None:  # fmt: skip
+                   out: str | None, search_name: str) -> None:  # fmt: skip
     """Export a Pareto sub-network of RUN_DIR's search with a model card of measured figures."""
-    from onefit.deploy import ExportCheckError, ExportError, PickError, export
-    from onefit.training import CheckpointError
 
     _require_run(run_dir)
-    try:
-        result = export(run_dir, choice, format=fmt, int8=int8, out=out, threads=threads)
-    except (CheckpointError, ExportCheckError) as error:
-        raise click.ClickException(str(error)) from None
-    except (ExportError, PickError, ValueError, TypeError) as error:
-        raise click.UsageError(str(error)) from None
+    _remember_run_dir(run_dir)
+    result = export(run_dir, choice, format=fmt, int8=int8, out=out, threads=threads,
+                    search=search_name)  # fmt: skip
     card = result.card
-    accuracy = ", ".join(f"{k} {v:.4f}" for k, v in card["accuracy"].items()
-                         if isinstance(v, float) and "drop" not in k)  # fmt: skip
-    latency = card["latency"]
+    figures = ", ".join(f"{k} {v:.4f}" for k, v in card.evaluation.figures().items())
     console.print(
-        f"{card['pick']}: {accuracy}; {latency['median_ms']:.3f} ms on "
-        f"{latency['profile']['runtime']}; {card['macs'] / 1e6:.2f} MMACs"
+        f"{card.pick}: {card.evaluation.metric} {figures}; {card.latency.median_ms:.3f} ms on "
+        f"{card.latency.profile.runtime}; {card.macs / 1e6:.2f} MMACs"
     )
     console.print(f"wrote {result.model_path} and {result.folder / 'model_card.json'}")
 
@@ -610,17 +703,19 @@ def export_command(run_dir: str, choice: str, fmt: str, int8: bool, threads: int
 @cli.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", help="Output folder (default RUN_DIR/report).")
-def report_command(run_dir: str, out: str | None) -> None:
+@click.option("--search", "search_name", default=DEFAULT_SEARCH, show_default=True,
+              help="Which of the run's searches to show (its --run-name).")  # fmt: skip
+def report_command(run_dir: str, out: str | None, search_name: str) -> None:
     """Write RUN_DIR/report/index.html: Pareto fronts, training curves, tables."""
-    from onefit.deploy.report import write_report
 
-    try:
-        page = write_report(run_dir, out)
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
+    _remember_run_dir(run_dir)
+    page = write_report(run_dir, out, search=search_name)
     console.print(f"report: {page}")
 
 
 def main() -> None:
     """Console-script entry point."""
+    # As uvicorn and torchrun do: a model named by import path may live in this folder.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     cli(prog_name="onefit")

@@ -14,19 +14,38 @@ Example:
 
 from __future__ import annotations
 
-from onefit.convert import torchvision  # noqa: F401  (importing it registers the family)
+# Importing these registers the families "torchvision" and "model".
+from onefit.convert import imported, torchvision  # noqa: F401
 from onefit.convert.bert import bert_from_transformers
+from onefit.convert.custom_rules import (
+    ChannelRule,
+    TensorDims,
+    channel_rule,
+    find_channel_rule,
+    list_channel_rules,
+    register_channel_rule,
+    unregister_channel_rule,
+)
 from onefit.convert.factory import elasticize
+from onefit.convert.options import ConversionOptions
 from onefit.convert.report import ConversionReport, ReportRow
 from onefit.convert.supernet import ConvertedSupernet, width_choices
 from onefit.convert.transformers import vit_from_torchvision
 
 __all__ = [
+    "ChannelRule",
+    "ConversionOptions",
     "ConversionReport",
     "ConvertedSupernet",
     "ReportRow",
+    "TensorDims",
     "bert_from_transformers",
+    "channel_rule",
     "elasticize",
+    "find_channel_rule",
+    "list_channel_rules",
+    "register_channel_rule",
+    "unregister_channel_rule",
     "vit_from_torchvision",
     "width_choices",
 ]

@@ -45,7 +45,10 @@ def analyse(gm: fx.GraphModule) -> Analysis:
     chains = find_chains(gm, blocks)
     names: dict[int, str] = {}
     for layer in layers:
-        if layer.kind in ("conv", "linear") and layer.out_group is not None:
+        produces = layer.kind in ("conv", "linear") or (
+            layer.kind == "custom" and layer.rule is not None and not layer.rule.coupled
+        )
+        if produces and layer.out_group is not None:
             names.setdefault(layer.out_group, layer.name)
     # Groups in the order of their first producer, so dimensions read front to back.
     order = {group: index for index, group in enumerate(names)}

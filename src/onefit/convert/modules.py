@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from onefit.convert.custom_rules import ChannelRule
 from onefit.elastic import ElasticConv2d, ElasticLinear
 
 
@@ -70,3 +71,30 @@ class SlicedParameter(nn.Module):
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.weight.shape)}, dim={self.dim}"
+
+
+class RuledLayer(nn.Module):
+    """A layer of the user's own, run at a prefix of its channels as its rule slices it.
+
+    ``layer`` keeps its weights (they are shared, not copied); ``rule`` is the
+    :class:`~onefit.convert.ChannelRule` registered for its type. Its input width is
+    that of the tensor it receives; ``active_out`` sets its output width (None: all).
+    """
+
+    def __init__(self, layer: nn.Module, rule: ChannelRule) -> None:
+        super().__init__()
+        self.layer = layer
+        self.rule = rule
+        self.active_out: int | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rule.forward(self.layer, x, self.active_out)
+
+    def to_static(self, in_channels: int | None, out_channels: int | None) -> nn.Module:
+        """The layer on its own with ``in_channels`` inputs and ``out_channels`` outputs
+        (None: all), as the rule extracts it."""
+        full_in, full_out = self.rule.channels(self.layer)
+        return self.rule.extract(self.layer, in_channels or full_in, out_channels or full_out)
+
+    def extra_repr(self) -> str:
+        return f"rule={type(self.rule).__name__}"

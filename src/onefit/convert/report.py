@@ -120,11 +120,16 @@ def build_report(net: ConvertedSupernet) -> ConversionReport:
         op = describe(node, net.body)
         if op == "SlicedParameter" and layer is not None:
             op = "parameter"
+        if op == "RuledLayer" and layer is not None:
+            op = type(net.body.get_submodule(layer.name).layer).__name__
         elastic: list[str] = []
         static: list[str] = []
         if layer is not None:
             groups = [layer.out_group] if layer.kind == "conv" else [layer.in_group]
-            if layer.kind in ("conv", "linear", "other"):
+            coupled = layer.rule is not None and layer.rule.coupled
+            if layer.kind in ("conv", "linear", "other") or (
+                layer.kind == "custom" and not coupled
+            ):
                 groups = [layer.in_group, layer.out_group]
             for side, group in zip(("in", "out"), groups):
                 name = net.width_dims.get(group) if group is not None else None

@@ -12,7 +12,8 @@ one width.
 A group stays at full width, with the reason recorded, when it touches the model's
 input or output, a grouped (non-depthwise) convolution, an operation these rules do
 not know, or a module called more than once. Such parts are kept static; the rest of
-the model still becomes elastic.
+the model still becomes elastic. A layer type of your own follows the
+:class:`~onefit.convert.ChannelRule` registered for it (:mod:`onefit.convert.custom_rules`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from onefit.convert.custom_rules import ChannelRule, find_channel_rule
 from onefit.convert.tracing import describe, node_shape
 
 # -- what the operations do to channels ---------------------------------------------------
@@ -98,11 +100,13 @@ class Layer:
 
     node: str
     name: str  # module name (or node name for functions)
-    kind: str  # conv | depthwise | linear | batchnorm | layernorm | param | other
+    kind: str  # conv | depthwise | linear | batchnorm | layernorm | param | custom | other
     in_group: int | None = None
     out_group: int | None = None
     channel_dim: int = 1  # for layer norms: 1 (NCHW) or -1 (last dim)
     param_dim: int = 0  # for parameters used element-wise: their channel dimension
+    rule: ChannelRule | None = None  # for custom layers: the registered rule
+    source: str | None = None  # for custom layers: the node of their input
 
 
 class ChannelGroups(NamedTuple):
@@ -187,6 +191,7 @@ class _GroupFinder:
         self.unsupported: dict[str, str] = {}
         self.param_users: dict[str, int] = {}  # get_attr node -> element-wise uses seen
         self.module_calls: dict[str, int] = {}
+        self.tensor_owners: set[str] = set()  # modules whose own tensors the graph reads
 
     # helpers
     def tensor(self, node: Any) -> _Tensor | None:
@@ -203,7 +208,7 @@ class _GroupFinder:
 
     def keep_static(self, node: fx.Node, why: str) -> None:
         """An op this analysis cannot follow: freeze every channel it touches."""
-        self.unsupported[node.name] = why
+        self.unsupported[node.name] = why + self.custom_hint(node)
         for arg in node.all_input_nodes:
             info = self.info.get(arg)
             if isinstance(info, _Tensor) and info.group is not None:
@@ -218,6 +223,21 @@ class _GroupFinder:
             self.info[node] = _Tensor(group, dim, shape)
         elif shape is not None:
             self.info[node] = _Tensor(None, None, shape)
+
+    def custom_hint(self, node: fx.Node) -> str:
+        """How to fix it, when ``node`` runs inside a layer of the user's own with tensors of
+        its own (a custom layer traced into): register a channel rule for that layer."""
+        stack = node.meta.get("nn_module_stack") or {}
+        for entry in reversed(list(stack.values())):
+            path, cls = entry if isinstance(entry, tuple) else (str(entry), None)
+            origin = str(getattr(cls, "__module__", "torch"))
+            if path in self.tensor_owners and origin.split(".")[0] != "torch":
+                name = getattr(cls, "__name__", str(cls))
+                return (
+                    f" in {path}, a {name}: onefit.convert.register_channel_rule({name}, ...) "
+                    "makes such a layer elastic"
+                )
+        return ""
 
     def pass_through(self, node: fx.Node, source: Any, dim: int | None = None) -> None:
         info = self.tensor(source)
@@ -236,6 +256,7 @@ class _GroupFinder:
                 size = shape[1] if dim else 0
                 self.info[node] = _Tensor(self.groups.new(size, "model input"), dim, shape)
             elif node.op == "get_attr":
+                self.tensor_owners.add(str(node.target).rpartition(".")[0])
                 value = _attr(self.gm, str(node.target))
                 if isinstance(value, torch.Tensor):
                     self.info[node] = _Param(str(node.target), tuple(value.shape))
@@ -257,7 +278,10 @@ class _GroupFinder:
         source = node.args[0] if node.args else None
         info = self.tensor(source)
         shape = node_shape(node)
-        if isinstance(module, nn.Conv2d) and info is not None and shape is not None:
+        rule = find_channel_rule(module)
+        if rule is not None:
+            self.custom(node, name, module, rule, info, shape)
+        elif isinstance(module, nn.Conv2d) and info is not None and shape is not None:
             self.conv(node, name, module, info, shape)
         elif isinstance(module, nn.Linear) and info is not None and shape is not None:
             last = len(info.shape) - 1
@@ -278,6 +302,44 @@ class _GroupFinder:
             self.flatten(node, source)
         else:
             self.keep_static(node, f"unsupported layer {type(module).__name__}")
+
+    def custom(
+        self,
+        node: fx.Node,
+        name: str,
+        module: nn.Module,
+        rule: ChannelRule,
+        info: _Tensor | None,
+        shape: tuple[int, ...] | None,
+    ) -> None:
+        """A layer with a registered :class:`~onefit.convert.ChannelRule`."""
+        kind = type(module).__name__
+        if info is None or shape is None or len(node.all_input_nodes) != 1:
+            self.keep_static(node, f"{kind} with a channel rule, not called on one tensor")
+            return
+        dim = rule.channel_dim % len(info.shape)
+        if info.dim != dim or len(shape) != len(info.shape):
+            self.keep_static(node, f"{kind}'s channels are not at dim {rule.channel_dim}")
+            return
+        in_channels, out_channels = rule.channels(module)
+        if (info.shape[dim], shape[dim]) != (in_channels, out_channels):
+            raise ValueError(
+                f"the channel rule {type(rule).__name__} says {name} ({kind}) maps "
+                f"{in_channels} to {out_channels} channels, but in the traced model it maps "
+                f"{info.shape[dim]} to {shape[dim]} (along dim {rule.channel_dim})"
+            )
+        source = node.all_input_nodes[0].name
+        in_group = self.group_at(info, dim, in_channels, f"input of {kind}")
+        if rule.coupled:
+            layer = Layer(node.name, name, "custom", in_group, in_group, rule=rule, source=source)
+            self.layers.append(layer)
+            self.info[node] = _Tensor(in_group, dim, shape)
+            return
+        out = self.groups.new(out_channels)
+        self.layers.append(
+            Layer(node.name, name, "custom", in_group, out, rule=rule, source=source)
+        )
+        self.info[node] = _Tensor(out, dim, shape)
 
     def conv(
         self, node: fx.Node, name: str, conv: nn.Conv2d, info: _Tensor, shape: tuple[int, ...]

@@ -18,7 +18,8 @@ import torch
 from torch import fx, nn
 
 from onefit.convert.analysis import Analysis, Layer, analyse
-from onefit.convert.modules import ActiveConv2d, ActiveLinear, SlicedParameter
+from onefit.convert.modules import ActiveConv2d, ActiveLinear, RuledLayer, SlicedParameter
+from onefit.convert.options import ConversionOptions
 from onefit.convert.report import ConversionReport, build_report
 from onefit.convert.tracing import NodeProfiler, trace
 from onefit.elastic import ElasticBatchNorm2d, permute_
@@ -26,12 +27,8 @@ from onefit.elastic.channels import batch_norm_tensors
 from onefit.elastic.norm import ElasticLayerNorm
 from onefit.metrics.counting import Cost
 from onefit.space import ArchConfig, SearchSpace
-from onefit.supernets.base import Supernet, check_choices
-
-# "group": one width dimension per coupled channel group (BootstrapNAS); "global": one
-# ratio for every group (slimmable networks), a far smaller space that short
-# fine-tuning covers evenly.
-WIDTH_MODES = ("group", "global")
+from onefit.supernets.base import Supernet
+from onefit.supernets.inputs import ImageInput
 
 # The variants (one graph per set of skipped blocks) kept compiled at a time.
 _MAX_VARIANTS = 64
@@ -59,34 +56,27 @@ class ConvertedSupernet(Supernet):
     first producing layer; with ``width_mode="global"`` one ratio ``w`` for all),
     ``d.<block>`` the number of residual blocks kept in each chain of consecutive blocks
     (named after its first block), ``k.<layer>`` the kernel size of depthwise
-    convolutions, and ``r`` the input resolution.
+    convolutions, and ``r`` the input resolution. ``options`` (default
+    ``ConversionOptions()``) says which of these exist and their choices.
     """
 
     def __init__(
         self,
         model: nn.Module,
         example_input: torch.Tensor,
-        *,
-        width_ratios: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
-        round_to: int = 8,
-        depth: bool = True,
-        kernel: bool = True,
-        resolutions: Sequence[int] | None = None,
-        sort: bool = True,
-        width_mode: str = "group",
+        options: ConversionOptions | None = None,
     ) -> None:
         super().__init__()
         _check_input(model, example_input)
-        if width_mode not in WIDTH_MODES:
-            raise ValueError(f"width_mode must be one of {list(WIDTH_MODES)}, got {width_mode!r}")
-        self.width_mode = width_mode
-        ratios = check_choices("width_ratios", list(width_ratios), minimum=0, strict=True)
-        if not isinstance(round_to, int) or round_to < 1:
-            raise ValueError(f"round_to must be a positive integer, got {round_to!r}")
+        if options is not None and not isinstance(options, ConversionOptions):
+            raise TypeError(
+                "options must be a ConversionOptions (onefit.elasticize also takes a dict), "
+                f"got {type(options).__name__}"
+            )
+        self.options = options or ConversionOptions()
+        self.width_mode = self.options.width_mode
         side = int(example_input.shape[-1])
-        self.resolutions_ = tuple(
-            check_choices("resolutions", list(resolutions or [side]), integer=True, minimum=1)
-        )
+        self.resolutions_ = self.options.resolutions or (side,)
         self.in_channels = int(example_input.shape[1])
         self.model_name = type(model).__name__
         # Traced in eval mode: fx fixes branches on self.training at trace time, and the
@@ -120,14 +110,39 @@ class ConvertedSupernet(Supernet):
         }
         self.body = gm
         self._make_elastic()
-        self._build_space(ratios, round_to, depth, kernel)
+        self._build_space(
+            self.options.cnn_width_ratios(),
+            self.options.round_to,
+            self.options.depth,
+            self.options.kernel,
+        )
         self.report: ConversionReport = build_report(self)
         self._variants: dict[frozenset[str], fx.GraphModule] = {}
         self._skipped: frozenset[str] = frozenset()
-        if sort and device.type != "meta":
+        if self.options.sort and device.type != "meta":
             self.sort_channels()
         self.train()  # like every family: a fresh supernet is in training mode, throughout
+        self.input_spec = ImageInput(self.in_channels, self.resolutions)
         self.set_active(self.space.largest())
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        """How :func:`onefit.create_supernet` rebuilds this net (None when it was made by
+        :func:`onefit.elasticize` from a model), with its options as JSON under ``"options"``.
+        """
+        spec: dict[str, Any] | None = self.__dict__.get("_spec")
+        return spec
+
+    @spec.setter
+    def spec(self, value: Mapping[str, Any] | None) -> None:
+        # Specs go into checkpoints, model cards and result stores as JSON: an options
+        # object given to a family becomes its dict, and the options in effect are added.
+        if value is not None:
+            kwargs = dict(value.get("kwargs", {}))
+            if isinstance(kwargs.get("options"), ConversionOptions):
+                kwargs["options"] = kwargs["options"].to_dict()
+            value = {**value, "kwargs": kwargs, "options": self.options.to_dict()}
+        self.__dict__["_spec"] = value
 
     # -- building -----------------------------------------------------------------------------
     def _make_elastic(self) -> None:
@@ -137,9 +152,11 @@ class ConvertedSupernet(Supernet):
             if layer.kind == "param":
                 continue
             module = gm.get_submodule(layer.name)
-            if isinstance(module, nn.Conv2d) and layer.kind in ("conv", "depthwise"):
+            if layer.kind == "custom" and layer.rule is not None:
+                elastic: nn.Module = RuledLayer(module, layer.rule)
+            elif isinstance(module, nn.Conv2d) and layer.kind in ("conv", "depthwise"):
                 sizes = _kernel_choices(module) if layer.kind == "depthwise" else None
-                elastic: nn.Module = ActiveConv2d.from_conv(module, sizes)
+                elastic = ActiveConv2d.from_conv(module, sizes)
             elif isinstance(module, nn.Linear):
                 elastic = ActiveLinear.from_linear(module)
             elif isinstance(module, nn.BatchNorm2d):
@@ -228,7 +245,7 @@ class ConvertedSupernet(Supernet):
         gm = self.body
         for layer in self.layers.values():
             module = gm.get_submodule(layer.name)
-            if isinstance(module, (ActiveConv2d, ActiveLinear)):
+            if isinstance(module, (ActiveConv2d, ActiveLinear, RuledLayer)):
                 module.active_out = self.width(layer.out_group, config)
             elif isinstance(module, SlicedParameter):
                 module.active = self.width(layer.in_group, config)
@@ -341,6 +358,8 @@ class ConvertedSupernet(Supernet):
             return module.to_static(in_width or module.num_features)
         if isinstance(module, ElasticLayerNorm):
             return module.to_static(in_width or module.normalized_shape[0])
+        if isinstance(module, RuledLayer):
+            return module.to_static(in_width, out_width)
         return copy.deepcopy(module)
 
     def cost(self, config: Mapping[str, Any]) -> Cost:
@@ -361,7 +380,10 @@ class ConvertedSupernet(Supernet):
                     params[target] = self._static_params(target, cfg)
                 continue
             module = gm.get_submodule(layer.name)
-            layer_cost = self._layer_cost(module, layer, cfg, shapes[name])
+            if isinstance(module, RuledLayer) and layer.source is not None:
+                layer_cost = self._custom_cost(module, layer, cfg, shapes[layer.source])
+            else:
+                layer_cost = self._layer_cost(module, layer, cfg, shapes[name])
             macs += layer_cost.macs
             params[layer.name] = layer_cost.params
         return Cost(macs=macs, params=sum(params.values()))
@@ -407,6 +429,21 @@ class ConvertedSupernet(Supernet):
             width = in_width or module.normalized_shape[0]
             return Cost(params=width * (1 if module.bias is None else 2))
         return Cost(params=self.module_params.get(layer.name, 0))
+
+    def _custom_cost(
+        self, module: RuledLayer, layer: Layer, config: ArchConfig, in_shape: tuple[int, ...]
+    ) -> Cost:
+        """What the layer's rule measures for its active widths (cached: few widths exist)."""
+        full_in, full_out = module.rule.channels(module.layer)
+        c_in = self.width(layer.in_group, config) or full_in
+        c_out = self.width(layer.out_group, config) or full_out
+        shape = list(in_shape[1:])  # one input, without the batch dimension
+        shape[module.rule.channel_dim % len(in_shape) - 1] = c_in
+        key = (layer.node, c_in, c_out, tuple(shape))
+        cache: dict[tuple[Any, ...], Cost] = self.__dict__.setdefault("_custom_costs", {})
+        if key not in cache:
+            cache[key] = module.rule.cost(module.layer, c_in, c_out, tuple(shape))
+        return cache[key]
 
     def _alive_nodes(self, skipped: frozenset[str]) -> list[tuple[str, str | None]]:
         """``(node name, module target or None)`` of the nodes ``skipped`` leaves running."""
@@ -470,6 +507,8 @@ class ConvertedSupernet(Supernet):
             return batch_norm_tensors(module)
         if isinstance(module, ElasticLayerNorm):
             return [(module.weight, 0), (module.bias, 0)]
+        if isinstance(module, RuledLayer):
+            return _rule_tensors(module, layer, group)
         if isinstance(module, (ActiveConv2d, ActiveLinear)):
             if layer.kind == "depthwise" or layer.out_group == group:
                 tensors: list[tuple[torch.Tensor | None, int]] = [
@@ -481,6 +520,29 @@ class ConvertedSupernet(Supernet):
                 return tensors
             return [(module.weight, 1)]
         return []
+
+
+def _rule_tensors(
+    module: RuledLayer, layer: Layer, group: int
+) -> list[tuple[torch.Tensor | None, int]]:
+    """The tensors of a custom layer that hold ``group``'s channels, with their dimension."""
+    rule = module.rule
+    named = dict(module.layer.named_parameters()) | dict(module.layer.named_buffers())
+    tensors: list[tuple[torch.Tensor | None, int]] = []
+    for name, (in_dim, out_dim) in rule.tensors(module.layer).items():
+        tensor = named.get(name)
+        if tensor is None:
+            continue
+        if rule.coupled:
+            dim = in_dim if in_dim is not None else out_dim
+            if dim is not None:
+                tensors.append((tensor, dim))
+            continue
+        if out_dim is not None and layer.out_group == group:
+            tensors.append((tensor, out_dim))
+        if in_dim is not None and layer.in_group == group:
+            tensors.append((tensor, in_dim))
+    return tensors
 
 
 def _no_inplace(gm: fx.GraphModule) -> None:

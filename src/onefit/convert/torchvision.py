@@ -7,11 +7,15 @@ checkpoints like the built-in ones:
 
     onefit train --supernet torchvision \\
         --supernet-kwargs '{"model": "resnet18", "weights": "resnet18_mnist.pt"}'
+
+Conversion options go in as keyword arguments (``"width_mode": "global"``) or as one
+``"options"`` dict; the supernet's ``spec`` records them as JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +23,9 @@ import torch
 from torch import nn
 
 from onefit.convert.factory import elasticize
+from onefit.convert.options import ConversionOptions
 from onefit.files import read_state_dict
-from onefit.supernets import register_supernet
+from onefit.supernets import Supernet, register_supernet
 from onefit.supernets.base import check_positive_int, default_resolutions
 
 
@@ -83,18 +88,17 @@ def torchvision_supernet(
     num_classes: int = 1000,
     in_channels: int = 3,
     image_size: int = 224,
-    resolutions: Sequence[int] | None = None,
     weights: str | None = None,
-    width_ratios: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
-    round_to: int = 8,
-    depth: bool = True,
-    kernel: bool = True,
-    width_mode: str = "group",
-) -> Any:
+    options: ConversionOptions | Mapping[str, Any] | None = None,
+    **conversion: Any,
+) -> Supernet:
     """A :class:`~onefit.convert.ConvertedSupernet` over torchvision's ``model``.
 
     ``weights`` is a state-dict file of that model (same classes and input channels);
-    without it the model starts from random weights.
+    without it the model starts from random weights. ``options`` (or its fields as
+    keyword arguments, e.g. ``width_mode="global"``) says what becomes elastic, as for
+    :func:`onefit.elasticize`; ``resolutions`` defaults, as in every family, to
+    Once-for-All's 128..224 for ``image_size`` 224 and to ``image_size`` otherwise.
 
     Example:
         >>> net = torchvision_supernet(model="mobilenet_v2", num_classes=10, image_size=32)
@@ -103,19 +107,11 @@ def torchvision_supernet(
     """
     check_positive_int("num_classes", num_classes)
     check_positive_int("in_channels", in_channels)
-    sides = default_resolutions(image_size, resolutions)
+    opts = ConversionOptions.build(options, **conversion)
+    sides = default_resolutions(image_size, opts.resolutions)
+    opts = dataclasses.replace(opts, resolutions=sides)
     network = build_torchvision_model(model, num_classes, in_channels)
     if weights is not None:
         load_weights(network, weights)
     example = torch.zeros(2, in_channels, max(sides), max(sides))
-    return elasticize(
-        network,
-        example,
-        width_ratios=width_ratios,
-        round_to=round_to,
-        depth=depth,
-        kernel=kernel,
-        resolutions=sides,
-        width_mode=width_mode,
-        verbose=False,
-    )
+    return elasticize(network, example, opts, verbose=False)

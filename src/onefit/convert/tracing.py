@@ -18,17 +18,23 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 from torch.utils.flop_counter import FlopCounterMode
 
+from onefit.convert.custom_rules import find_channel_rule
+
 
 class ConversionTracer(fx.Tracer):
-    """``torch.fx`` tracer that keeps layer norms and stochastic depth as single calls.
+    """``torch.fx`` tracer that keeps layer norms, stochastic depth and custom layers whole.
 
     Subclasses of ``nn.LayerNorm`` (ConvNeXt's ``LayerNorm2d``) would otherwise be
     traced into a ``layer_norm`` call with a constant width; torchvision's
-    ``StochasticDepth`` would be traced with the train/eval mode of the moment fixed.
+    ``StochasticDepth`` would be traced with the train/eval mode of the moment fixed; a
+    layer with a registered :class:`~onefit.convert.ChannelRule` is one call, whose
+    tensors the rule slices.
     """
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, nn.LayerNorm) or type(m).__name__ == "StochasticDepth":
+            return True
+        if find_channel_rule(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 

@@ -24,7 +24,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from onefit.data.base import DATASETS, DataError, DatasetSource, RawData, register_dataset
+from onefit.data.base import (
+    DATASETS,
+    DataError,
+    DatasetSource,
+    RawData,
+    create_dataset,
+    list_datasets,
+    register_dataset,
+)
 from onefit.data.splits import (
     DataSplits,
     ImageDataset,
@@ -32,14 +40,11 @@ from onefit.data.splits import (
     check_options,
     check_val_fraction,
     conform,
+    from_datasets,
     from_tensors,
     from_tokens,
+    split_tensors,
 )
-
-
-def list_datasets() -> list[str]:
-    """Names of the registered built-in datasets and on-disk formats, sorted."""
-    return DATASETS.names()
 
 
 def _sources() -> list[tuple[str, DatasetSource]]:
@@ -152,7 +157,9 @@ __all__ = [
     "RawData",
     "TokenDataset",
     "cifar",
+    "create_dataset",
     "digits",
+    "from_datasets",
     "from_tensors",
     "from_tokens",
     "idx",
@@ -160,4 +167,5 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "register_dataset",
+    "split_tensors",
 ]

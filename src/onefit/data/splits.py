@@ -20,6 +20,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -170,6 +171,14 @@ class TokenDataset(Dataset[tuple[torch.Tensor, int]]):
         return self._ids[self.indices], self.labels
 
 
+class Samples(Protocol):
+    """What a split is to onefit: a sized, indexable set of ``(input, target)`` pairs."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
 @dataclass(frozen=True)
 class DataSplits:
     """Train and validation splits of one dataset, with what a model needs to know about it.
@@ -178,8 +187,9 @@ class DataSplits:
     the validation images leaks into training) and already applied to every item.
     """
 
-    train: ImageDataset | TokenDataset
-    val: ImageDataset | TokenDataset
+    # onefit's own datasets, or any torch Dataset of (input, target) pairs (from_datasets).
+    train: Samples
+    val: Samples
     name: str
     num_classes: int
     in_channels: int
@@ -212,12 +222,86 @@ class DataSplits:
         )
 
     def train_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole train split as ``(x float32 normalized, y int64)`` tensors."""
-        return self.train.tensors()
+        """The whole train split as ``(x, y)`` tensors (x float32 normalized for images)."""
+        return split_tensors(self.train)
 
     def val_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole validation split as ``(x float32 normalized, y int64)`` tensors."""
-        return self.val.tensors()
+        """The whole validation split as ``(x, y)`` tensors (x float32 normalized for images)."""
+        return split_tensors(self.val)
+
+    @property
+    def divisor(self) -> float:
+        """What stored pixel values are divided by before normalizing (1 when unknown)."""
+        return float(getattr(self.train, "divisor", 1.0))
+
+
+def split_tensors(dataset: Samples) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every item of ``dataset`` stacked: ``(inputs, targets)`` (small datasets only)."""
+    tensors = getattr(dataset, "tensors", None)
+    if callable(tensors):
+        return tensors()
+    items = [dataset[i] for i in range(len(dataset))]
+    inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
+    targets = torch.stack([torch.as_tensor(y) for _, y in items])
+    return inputs, targets
+
+
+def from_datasets(
+    train: Samples,
+    val: Samples,
+    *,
+    name: str = "datasets",
+    num_classes: int | None = None,
+    classes: Sequence[str] | None = None,
+) -> DataSplits:
+    """Wrap two torch Datasets of ``(input, target)`` pairs as :class:`DataSplits`.
+
+    Inputs are used as they are (normalize them in the dataset; the recorded mean and
+    std are empty). ``num_classes`` defaults to ``len(classes)``, the dataset's
+    ``classes`` attribute (as torchvision's datasets have), the largest integer target
+    + 1 over the train split, or, for real-valued targets, the number of values in one.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> x, y = torch.randn(10, 3, 8, 8), torch.randn(10, 2)
+        >>> splits = from_datasets(TensorDataset(x[:8], y[:8]), TensorDataset(x[8:], y[8:]))
+        >>> splits.num_classes, splits.in_channels, splits.image_size
+        (2, 3, 8)
+    """
+    for role, dataset in (("train", train), ("val", val)):
+        if not isinstance(dataset, Dataset) or not hasattr(dataset, "__len__"):
+            raise TypeError(
+                f"{role} data must be a torch Dataset with a length, got {type(dataset).__name__}"
+            )
+        if len(dataset) == 0:
+            raise ValueError(f"{role} data is empty")
+    first = train[0]
+    if not isinstance(first, (tuple, list)) or len(first) != 2:
+        raise ValueError(
+            "each item of the train data must be an (input, target) pair, got "
+            f"{type(first).__name__}"
+        )
+    x, y = torch.as_tensor(first[0]), torch.as_tensor(first[1])
+    classes = classes if classes is not None else getattr(train, "classes", None)
+    if num_classes is None:
+        if classes is not None:
+            num_classes = len(classes)
+        elif y.is_floating_point():
+            num_classes = max(1, y.numel())
+        else:
+            num_classes = int(split_tensors(train)[1].max()) + 1
+    return DataSplits(
+        train=train,
+        val=val,
+        name=name,
+        num_classes=num_classes,
+        in_channels=int(x.shape[0]) if x.dim() == 3 else 1,
+        image_size=int(x.shape[-1]) if x.dim() >= 1 else 1,
+        mean=(),
+        std=(),
+        classes=tuple(classes) if classes is not None else tuple(map(str, range(num_classes))),
+    )
 
 
 def _as_tensor(value: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:

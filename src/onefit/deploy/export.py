@@ -22,9 +22,9 @@ Example:
     ...                                   "expand_ratios": [3], "width_mult": 0.5})
     >>> net = onefit.load_supernet(run)
     >>> result = export(run, dict(net.space.smallest()), format="pt", latency_repeats=3)
-    >>> card = result.card
-    >>> card["macs"] == net.macs(net.space.smallest()), card["format"]
-    (True, 'pt')
+    >>> card = result.card  # a ModelCard, also in result.folder / "model_card.json"
+    >>> card.macs == net.macs(net.space.smallest()), card.format, card.evaluation.metric
+    (True, 'pt', 'accuracy')
 """
 
 from __future__ import annotations
@@ -42,9 +42,17 @@ import numpy as np
 import torch
 from torch import nn
 
-import onefit
 from onefit.data import DataSplits
+from onefit.deploy.card import (
+    Checks,
+    Evaluation,
+    InputSpec,
+    Latency,
+    ModelCard,
+    Preprocessing,
+)
 from onefit.deploy.picks import NAMED_PICKS, SearchRecord, load_search, pick
+from onefit.errors import OnefitError, UserError
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import (
     LatencyResult,
@@ -54,12 +62,16 @@ from onefit.metrics.latency import (
     torch_threads,
 )
 from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
-from onefit.search.supernet import CALIBRATION_BATCH, batches, run_data
+from onefit.rundir import DEFAULT_SEARCH, RunDir
+from onefit.search.runner import SearchResult
+from onefit.search.supernet import CALIBRATION_BATCH, batches, run_data, run_task
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet, rebuild_supernet
+from onefit.tasks import Task
 from onefit.training.bn import recalibrate_bn, resize
 from onefit.training.checkpoint import load_supernet
 from onefit.training.evaluate import evaluate_model
+from onefit.version import __version__
 
 FORMATS = ("pt", "torchscript", "onnx")
 FILE_NAMES = {"pt": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
@@ -68,19 +80,21 @@ EXPORT_FORMAT = "onefit-export/1"
 TOLERANCE = 1e-4
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """The export cannot be made as asked (unknown format, --int8 without ONNX...)."""
 
 
-class ExportCheckError(RuntimeError):
+class ExportCheckError(OnefitError, RuntimeError):
     """An exported model failed a check (it does not compute what the supernet does)."""
 
 
 @dataclass
 class ExportResult:
+    """Where an export went, and its model card (also in ``folder / "model_card.json"``)."""
+
     folder: Path
     model_path: Path
-    card: dict[str, Any]
+    card: ModelCard
 
 
 def _slug(label: str, config: ArchConfig) -> str:
@@ -132,14 +146,18 @@ def _onnx_session(path: Path, threads: int = 1) -> Any:
     return OnnxRuntime().session(path.read_bytes(), "cpu", threads)
 
 
-def _onnx_accuracy(session: Any, batches: list[tuple[torch.Tensor, torch.Tensor]],
-                   resolution: int) -> float:  # fmt: skip
-    correct = total = 0
-    for x, y in batches:
-        (logits,) = session.run(None, {"input": resize(x, resolution).numpy()})
-        correct += int((np.argmax(logits, axis=1) == y.numpy()).sum())
-        total += len(y)
-    return correct / total
+def _onnx_metric(
+    session: Any,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    resolution: int,
+    task: Task,
+) -> float:
+    """The task's primary metric of an ONNX Runtime session over ``batches``."""
+    outputs = (
+        (torch.from_numpy(session.run(None, {"input": resize(x, resolution).numpy()})[0]), y)
+        for x, y in batches
+    )
+    return task.evaluate(outputs)[task.primary_metric]
 
 
 def _onnx_latency(path: Path, shape: tuple[int, ...], threads: int, repeats: int) -> LatencyResult:
@@ -207,9 +225,15 @@ def export(
     bn_batches: int = 10,
     latency_repeats: int = 50,
     calibration_batches: int = 8,
+    search: str | SearchResult = DEFAULT_SEARCH,
+    supernet: Supernet | None = None,
+    data: DataSplits | None = None,
 ) -> ExportResult:
     """Export the sub-network ``choice`` of the run in ``run_dir`` (see the module doc).
 
+    Named picks come from the run's search ``search`` (a name given to
+    ``onefit search --run-name``, or a :class:`SearchResult` held in memory). ``supernet``
+    and ``data`` are needed only for runs trained on objects onefit cannot rebuild.
     ``out`` defaults to ``RUN_DIR/exports/<pick>-<format>``. Latency is measured with
     ``threads`` threads at batch 1 on ONNX Runtime for ``onnx``, else PyTorch eager.
     """
@@ -219,26 +243,34 @@ def export(
     if int8 and format != "onnx":
         raise ExportError("--int8 is made with ONNX Runtime: use it with --format onnx")
     run_dir = Path(run_dir)
-    net = load_supernet(run_dir)
+    net = load_supernet(run_dir, supernet=supernet)
     net.require_images("onefit.deploy.export")
     needs_search = isinstance(choice, str) and not choice.strip().startswith("{")
-    record = load_search(run_dir) if needs_search else SearchRecord([], {}, [])
+    if not needs_search:
+        record = SearchRecord([], {}, [])
+    elif isinstance(search, SearchResult):
+        record = SearchRecord.of(search)
+    else:
+        record = load_search(run_dir, search)
     label, raw_config = pick(record, choice)
     config = net.space.validate(raw_config)
-    data = run_data(run_dir)
+    data = data if data is not None else run_data(run_dir)
+    task = run_task(run_dir)
     model, difference = prepare_model(net, config, data, bn_batches)
     resolution = int(config["r"])
     shape = net.input_shape(config)
-    folder = Path(out) if out else run_dir / "exports" / f"{_slug(label, config)}-{format}"
+    folder = Path(out) if out else RunDir(run_dir).export_dir(f"{_slug(label, config)}-{format}")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model_int8.onnx").unlink(missing_ok=True)  # never leave a stale INT8 model
     path = folder / FILE_NAMES[format]
     x_val, y_val = data.val_tensors()
     val = batches(x_val, y_val, CALIBRATION_BATCH)
-    accuracy: dict[str, Any] = {"split": "validation", "samples": len(y_val)}
-    accuracy["fp32"] = evaluate_model(model, val, resolution=resolution)["accuracy"]
-    checks: dict[str, Any] = {"max_abs_diff_vs_supernet": difference}
+    metric = task.primary_metric
+    # The metric per runtime, and the output checks passed: the card's Evaluation and Checks.
+    figures = {"fp32": evaluate_model(model, val, resolution=resolution, task=task)[metric]}
+    checks = {"max_abs_diff_vs_supernet": difference}
     files = {"model": path.name}
+    int8_latency: LatencyResult | None = None
 
     if format == "pt":
         torch.save(
@@ -276,59 +308,55 @@ def export(
             raise ExportCheckError(
                 f"ONNX output differs from PyTorch by {checks['onnx_max_abs_diff_vs_pytorch']:.2e}"
             )
-        accuracy["onnx_fp32"] = _onnx_accuracy(session, val, resolution)
+        figures["onnx_fp32"] = _onnx_metric(session, val, resolution, task)
         with torch_threads(threads):
             latency = _onnx_latency(path, shape, threads, latency_repeats)
         if int8:
             int8_path = folder / "model_int8.onnx"
             quantize_int8(path, int8_path, data, resolution, calibration_batches)
             files["model_int8"] = int8_path.name
-            accuracy["int8"] = _onnx_accuracy(_onnx_session(int8_path), val, resolution)
-            accuracy["int8_drop"] = accuracy["onnx_fp32"] - accuracy["int8"]
+            figures["int8"] = _onnx_metric(_onnx_session(int8_path), val, resolution, task)
+            figures["int8_drop"] = figures["onnx_fp32"] - figures["int8"]
             int8_latency = _onnx_latency(int8_path, shape, threads, latency_repeats)
 
     cost = net.cost(config)
-    card: dict[str, Any] = {
-        "onefit_version": onefit.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "source_run": str(run_dir.resolve()),
-        "pick": label,
-        "format": format,
-        "files": files,
-        "supernet": net.spec,
-        "config": dict(config),
-        "input": {
-            "shape": [1, *shape],
-            "layout": "NCHW",
-            "dtype": "float32",
-            "preprocessing": {
-                "resize_to": [resolution, resolution],
-                "divide_by": data.train.divisor,
-                "mean": list(data.mean),
-                "std": list(data.std),
-                "formula": "(pixels / divide_by - mean) / std, per channel",
-            },
-        },
-        "classes": list(data.classes),
-        "params": cost.params,
-        "macs": cost.macs,
-        "accuracy": accuracy,
-        "latency": {
-            "median_ms": latency.median_ms,
-            "iqr_ms": latency.iqr_ms,
-            "repeats": len(latency.samples_ms),
-            "profile": latency.profile.to_dict(),
-        },
-        "checks": checks,
-    }
-    if int8:
-        card["latency_int8"] = {
-            "median_ms": int8_latency.median_ms,
-            "iqr_ms": int8_latency.iqr_ms,
-            "repeats": len(int8_latency.samples_ms),
-            "profile": int8_latency.profile.to_dict(),
-        }
-    (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    card = ModelCard(
+        onefit_version=__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        source_run=str(run_dir.resolve()),
+        pick=label,
+        format=format,
+        files=files,
+        # As JSON reads it back (tuples become lists), so a loaded card equals this one.
+        supernet=json.loads(json.dumps(net.spec)),
+        config=config,
+        input=InputSpec(
+            shape=(1, *shape),
+            preprocessing=Preprocessing(
+                resize_to=(resolution, resolution),
+                divide_by=data.divisor,
+                mean=data.mean,
+                std=data.std,
+            ),
+        ),
+        classes=data.classes,
+        params=cost.params,
+        macs=cost.macs,
+        evaluation=Evaluation(
+            task=task.name,
+            metric=metric,
+            split="validation",
+            samples=len(y_val),
+            fp32=figures["fp32"],
+            onnx_fp32=figures.get("onnx_fp32"),
+            int8=figures.get("int8"),
+            int8_drop=figures.get("int8_drop"),
+        ),
+        latency=Latency.from_result(latency),
+        latency_int8=Latency.from_result(int8_latency) if int8_latency is not None else None,
+        checks=Checks(tolerance=TOLERANCE, **checks),
+    )
+    card.save(folder / "model_card.json")
     return ExportResult(folder, path, card)
 
 

@@ -2,7 +2,8 @@
 
 A *pick* is one of:
 
-- ``"most-accurate"``: the Pareto sub-network with the best accuracy;
+- ``"most-accurate"``: the Pareto sub-network with the best quality metric (accuracy,
+  or the first other objective that is not a cost, e.g. ``mse`` of a regression task);
 - ``"smallest"``: the one with the lowest cost (the search's cost objective);
 - ``"knee"``: the Pareto point farthest above the straight line between those two
   (objectives normalized), where giving up accuracy starts to buy little cost (with
@@ -22,15 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from onefit.search.constraints import parse_constraint
+from onefit.errors import UserError
+from onefit.rundir import DEFAULT_SEARCH, RunDir, RunDirError
+from onefit.search.constraints import Constraint, parse_constraint
 from onefit.search.pareto import pareto_mask, to_minimization
+from onefit.search.runner import SearchResult
 from onefit.search.store import Evaluation, ResultStore, StoreError
 
 NAMED_PICKS = ("most-accurate", "smallest", "knee")
 COST_METRICS = ("latency_ms", "measured_latency_ms", "peak_memory_bytes", "macs", "params")
 
 
-class PickError(ValueError):
+class PickError(UserError):
     """No search results to pick from, or nothing satisfies the pick."""
 
 
@@ -48,32 +52,58 @@ class SearchRecord:
         costs = [n for n in self.objectives if n in COST_METRICS and self.objectives[n] == "min"]
         return costs[0] if costs else "macs"
 
+    @property
+    def quality(self) -> str | None:
+        """The quality objective: ``accuracy``, else the first objective that is no cost."""
+        if "accuracy" in self.objectives:
+            return "accuracy"
+        return next((n for n in self.objectives if n not in COST_METRICS), None)
 
-def load_search(run_dir: str | Path, run_name: str = "search") -> SearchRecord:
-    """Read ``RUN_DIR/search/results.db`` and recompute its feasible Pareto set."""
-    path = Path(run_dir) / "search" / "results.db"
-    if not path.is_file():
-        raise PickError(f"{path} not found: run `onefit search {run_dir}` first")
+    def best(self, evaluations: list[Evaluation]) -> Evaluation:
+        """The evaluation with the best quality metric (in its objective's direction)."""
+        name = self.quality
+        if name is None:
+            raise PickError("the search has no quality objective (accuracy, mse, ...)")
+        sign = 1.0 if self.objectives[name] == "max" else -1.0
+        return max(evaluations, key=lambda e: sign * e.metrics[name])
+
+    @classmethod
+    def of(cls, result: SearchResult) -> SearchRecord:
+        """The record of a search held in memory (``search_run`` without a store)."""
+        return cls(list(result.history), dict(result.objectives), list(result.pareto))
+
+
+def _feasible(evaluation: Evaluation, constraints: list[Constraint]) -> bool:
+    """Feasible as the search judged it: its recorded violation, else (stores written
+    before violations were kept) the constraint strings re-applied."""
+    if not evaluation.ok:
+        return False
+    if evaluation.violation is not None:
+        return evaluation.violation <= 0
+    return all(c.violation(evaluation.metrics) <= 0 for c in constraints if c.metric)
+
+
+def load_search(run_dir: str | Path, name: str = DEFAULT_SEARCH) -> SearchRecord:
+    """Read search ``name`` of the run in ``run_dir`` and recompute its feasible Pareto set."""
+    try:
+        path, run_name = RunDir(run_dir).find_search(name)
+    except RunDirError as error:
+        raise PickError(str(error)) from None
     with ResultStore(path) as store:
         try:
             run = store.run_id(run_name)
         except StoreError as error:
             raise PickError(str(error)) from None
-        settings = json.loads(
-            store.db.execute("SELECT settings FROM runs WHERE id = ?", (run,)).fetchone()[0]
-        )
+        settings = store.settings(run)
         history = store.history(run)
-    objectives = settings["objectives"]
+    objectives = dict(settings.get("objectives") or {})
     constraints = []
     for text in settings.get("constraints", []):
         try:
             constraints.append(parse_constraint(text))
-        except ValueError:  # a callable constraint, stored by name: cannot be re-applied
+        except ValueError:  # a callable's name: its verdict is the recorded violation
             continue
-    feasible = [
-        e for e in history
-        if e.ok and all(c.violation(e.metrics) <= 0 for c in constraints if c.metric)
-    ]  # fmt: skip
+    feasible = [e for e in history if _feasible(e, constraints)]
     if not feasible:
         return SearchRecord(history, objectives, [])
     mask = pareto_mask(to_minimization([e.metrics for e in feasible], objectives))
@@ -82,9 +112,12 @@ def load_search(run_dir: str | Path, run_name: str = "search") -> SearchRecord:
 
 def _knee(record: SearchRecord) -> Evaluation:
     front = sorted(record.pareto, key=lambda e: e.metrics[record.cost])
+    quality = record.quality or "accuracy"
     if len(front) <= 2:
-        return front[-1]
-    points = np.array([[e.metrics[record.cost], e.metrics["accuracy"]] for e in front])
+        return record.best(front)
+    # Quality as "higher is better", so the knee bulges the same way for every task.
+    sign = 1.0 if record.objectives.get(quality) != "min" else -1.0
+    points = np.array([[e.metrics[record.cost], sign * e.metrics[quality]] for e in front])
     low, high = points.min(axis=0), points.max(axis=0)
     scaled = (points - low) / np.where(high > low, high - low, 1.0)
     start, end = scaled[0], scaled[-1]
@@ -108,10 +141,13 @@ def pick(record: SearchRecord, choice: str | Mapping[str, Any]) -> tuple[str, di
             raise PickError(f"pick {choice!r} is not valid JSON: {error}") from None
     if not record.pareto:
         raise PickError("the search has no feasible sub-network to pick from")
-    if "accuracy" not in record.objectives and text in ("most-accurate", "knee"):
-        raise PickError(f"pick {text!r} needs an accuracy objective in the search")
+    if record.quality is None and text in ("most-accurate", "knee"):
+        raise PickError(
+            f"pick {text!r} needs a quality objective (accuracy, mse, ...) in the search; "
+            f"it searched {sorted(record.objectives)}"
+        )
     if text == "most-accurate":
-        best = max(record.pareto, key=lambda e: e.metrics["accuracy"])
+        best = record.best(record.pareto)
     elif text == "smallest":
         best = min(record.pareto, key=lambda e: e.metrics[record.cost])
     elif text == "knee":
@@ -134,7 +170,8 @@ def pick(record: SearchRecord, choice: str | Mapping[str, Any]) -> tuple[str, di
             raise PickError(
                 f"no Pareto sub-network satisfies {text!r}; the Pareto set spans {ranges}"
             )
-        key = "accuracy" if "accuracy" in record.objectives else record.cost
-        best = max(allowed, key=lambda e: e.metrics[key]) if key == "accuracy" else min(
-            allowed, key=lambda e: e.metrics[key])  # fmt: skip
+        if record.quality is not None:
+            best = record.best(allowed)
+        else:
+            best = min(allowed, key=lambda e: e.metrics[record.cost])
     return text, dict(best.config)

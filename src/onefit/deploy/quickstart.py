@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from onefit.deploy.export import ExportResult, export
 from onefit.deploy.report import write_report
+from onefit.errors import Interrupted
 from onefit.metrics.latency import measure_latency
-from onefit.metrics.lut import LatencyTable, build_latency_table
+from onefit.profiling.lut import LatencyTable, build_latency_table
 from onefit.search.supernet import run_data, supernet_search
 from onefit.training.checkpoint import load_supernet
 from onefit.training.trainer import train
@@ -33,7 +33,7 @@ DEMO_SUPERNET = {
 PICKS = ("smallest", "knee", "most-accurate")
 
 
-class DemoInterrupted(RuntimeError):
+class DemoInterrupted(Interrupted, RuntimeError):
     """Training was interrupted (Ctrl-C): the later stages must not use its weights."""
 
 
@@ -142,13 +142,14 @@ def _summary(exports: list[ExportResult], page: Path, console: Console) -> None:
     for column in ("pick", "accuracy", "ms (IQR)", "MMACs", "folder"):
         table.add_column(column, justify="right", no_wrap=True)
     for e in exports:
-        card: dict[str, Any] = e.card
-        latency = card["latency"]
+        card = e.card
+        # The demo exports ONNX: the figure of the file itself, measured in ONNX Runtime.
+        figure = card.evaluation.onnx_fp32
         table.add_row(
-            card["pick"],
-            f"{card['accuracy']['onnx_fp32']:.4f}",
-            f"{latency['median_ms']:.3f} ({latency['iqr_ms']:.3f})",
-            f"{card['macs'] / 1e6:.2f}",
+            card.pick,
+            f"{figure:.4f}" if figure is not None else "-",
+            f"{card.latency.median_ms:.3f} ({card.latency.iqr_ms:.3f})",
+            f"{card.macs / 1e6:.2f}",
             e.folder.name,
         )
     console.print(table)

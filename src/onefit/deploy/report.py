@@ -17,6 +17,8 @@ from typing import Any
 
 from onefit.deploy.card import ModelCard, ModelCardError
 from onefit.deploy.picks import PickError, SearchRecord, load_search
+from onefit.rundir import DEFAULT_SEARCH, RunDir
+from onefit.tasks import TASKS
 
 COSTS = ("latency_ms", "measured_latency_ms", "peak_memory_bytes", "macs", "params")
 LABELS = {
@@ -41,7 +43,7 @@ def _pyplot() -> Any:
 def _read_exports(run_dir: Path) -> tuple[dict[str, ModelCard], list[str]]:
     """The run's model cards by folder (relative to the run), and why others were skipped."""
     cards, skipped = {}, []
-    for path in sorted(run_dir.glob("exports/*/model_card.json")):
+    for path in RunDir(run_dir).model_cards():
         try:
             cards[str(path.parent.relative_to(run_dir))] = ModelCard.load(path)
         except ModelCardError as error:  # one stale or damaged card must not stop the page
@@ -50,7 +52,7 @@ def _read_exports(run_dir: Path) -> tuple[dict[str, ModelCard], list[str]]:
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
+    path = RunDir(run_dir).metrics_file
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -59,16 +61,18 @@ def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def pareto_figure(
     record: SearchRecord, cost: str, exports: Sequence[ModelCard], path: Path
 ) -> Path:
-    """Accuracy against ``cost``: all evaluated, the Pareto front, exported picks."""
+    """The search's quality metric (accuracy, mse, ...) against ``cost``: all evaluated,
+    the Pareto front, exported picks."""
     plt = _pyplot()
-    ok = [e for e in record.history if e.ok and cost in e.metrics]
+    quality = record.quality or "accuracy"
+    ok = [e for e in record.history if e.ok and cost in e.metrics and quality in e.metrics]
     # The Pareto set is a front only against the search's own objectives.
     on_front = record.pareto if cost in record.objectives else []
     front = sorted((e for e in on_front if cost in e.metrics), key=lambda e: e.metrics[cost])
     figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     axes.scatter(
         [e.metrics[cost] for e in ok],
-        [e.metrics["accuracy"] for e in ok],
+        [e.metrics[quality] for e in ok],
         s=14,
         color="tab:gray",
         alpha=0.55,
@@ -76,7 +80,7 @@ def pareto_figure(
     )
     axes.plot(
         [e.metrics[cost] for e in front],
-        [e.metrics["accuracy"] for e in front],
+        [e.metrics[quality] for e in front],
         "o-",
         color="tab:red",
         label=f"Pareto set ({len(front)})",
@@ -87,7 +91,7 @@ def pareto_figure(
         if match is not None:
             axes.scatter(
                 [match.metrics[cost]],
-                [match.metrics["accuracy"]],
+                [match.metrics[quality]],
                 marker="*",
                 s=220,
                 color="tab:blue",
@@ -95,32 +99,36 @@ def pareto_figure(
             )
             axes.annotate(
                 card.pick,
-                (match.metrics[cost], match.metrics["accuracy"]),
+                (match.metrics[cost], match.metrics[quality]),
                 textcoords="offset points",
                 xytext=(6, -12),
                 fontsize=8,
             )
     axes.set_xlabel(LABELS.get(cost, cost))
-    axes.set_ylabel(LABELS["accuracy"])
+    axes.set_ylabel(LABELS.get(quality, f"validation {quality}"))
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
     return path
 
 
-def training_figure(metrics: list[dict[str, Any]], strategy: str, path: Path) -> Path:
+def training_figure(
+    metrics: list[dict[str, Any]], strategy: str, path: Path, metric: str = "accuracy"
+) -> Path:
+    """Training loss and the validation ``metric`` of the evaluated sub-networks per epoch."""
     plt = _pyplot()
     epochs = [m["epoch"] for m in metrics]
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
     left.plot(epochs, [m["train_loss"] for m in metrics], "o-", label=strategy)
     left.set_xlabel("epoch")
     left.set_ylabel("training loss (sum over sub-networks)")
-    for key in sorted(k for k in metrics[-1] if k.startswith("val_") and k.endswith("_accuracy")):
-        right.plot(epochs, [m.get(key) for m in metrics], "o-", label=key[4:-9])
+    suffix = f"_{metric}"
+    for key in sorted(k for k in metrics[-1] if k.startswith("val_") and k.endswith(suffix)):
+        right.plot(epochs, [m.get(key) for m in metrics], "o-", label=key[4 : -len(suffix)])
     right.set_xlabel("epoch")
-    right.set_ylabel("validation accuracy")
+    right.set_ylabel(f"validation {metric}")
     for axes in (left, right):
         axes.grid(alpha=0.3)
         axes.legend()
@@ -169,40 +177,48 @@ code { background: #f3f3f3; padding: 0 0.2rem; }
 </style>"""
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``RUN_DIR/report/index.html`` (and its PNG figures); returns the page's path."""
+def write_report(
+    run_dir: str | Path, out: str | Path | None = None, *, search: str = DEFAULT_SEARCH
+) -> Path:
+    """Write ``RUN_DIR/report/index.html`` (and its PNG figures); returns the page's path.
+
+    The Pareto figures and table show the run's search named ``search``.
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    paths = RunDir(run_dir)
+    if not paths.config_file.is_file():
         raise ValueError(f"{run_dir} is not a run directory (no config.json from onefit train)")
-    folder = Path(out) if out else run_dir / "report"
+    folder = Path(out) if out else paths.report_dir
     folder.mkdir(parents=True, exist_ok=True)
-    settings = json.loads((run_dir / "config.json").read_text())
+    settings = paths.settings()
     exports, skipped = _read_exports(run_dir)
     metrics = _read_metrics(run_dir)
     sections = [
         f"<h1>onefit report: {html.escape(run_dir.name)}</h1>",
         f"<p>Run <code>{html.escape(str(run_dir.resolve()))}</code>: supernet "
-        f"<code>{html.escape(settings.get('supernet', '?'))}</code>, strategy "
-        f"<code>{html.escape(settings.get('strategy', '?'))}</code>, "
+        f"<code>{html.escape(str(settings.get('supernet', '?')))}</code>, strategy "
+        f"<code>{html.escape(str(settings.get('strategy', '?')))}</code>, "
         f"{settings.get('epochs', '?')} epochs on "
         f"<code>{html.escape(str(settings.get('dataset', '?')))}</code>.</p>",
     ]
     try:
-        record: SearchRecord | None = load_search(run_dir)
+        record: SearchRecord | None = load_search(run_dir, search)
     except (PickError, ValueError):
         record = None
     if record is not None and record.history:
+        quality = record.quality or "accuracy"
         sections.append("<h2>Pareto front</h2>")
         recorded = set().union(*(e.metrics for e in record.history if e.ok))
         for cost in [c for c in COSTS if c in recorded]:
             figure = pareto_figure(
                 record, cost, list(exports.values()), folder / f"pareto_{cost}.png"
             )
-            sections.append(_image(figure, f"accuracy vs {cost}"))
-        shown = [c for c in ("accuracy", *COSTS) if c in recorded]
+            sections.append(_image(figure, f"{quality} vs {cost}"))
+        shown = [c for c in (quality, *COSTS) if c in recorded]
+        sign = -1.0 if record.objectives.get(quality) != "min" else 1.0
         rows = [
             [e.config.to_json()[:80], *(_fmt(e.metrics[c]) for c in shown)]
-            for e in sorted(record.pareto, key=lambda e: -e.metrics.get("accuracy", 0))
+            for e in sorted(record.pareto, key=lambda e: sign * e.metrics.get(quality, 0))
         ]
         failed = sum(not e.ok for e in record.history)
         sections.append(
@@ -214,7 +230,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         sections.append("<p>No search results yet: run <code>onefit search</code>.</p>")
     if metrics:
         sections.append("<h2>Training</h2>")
-        figure = training_figure(metrics, settings.get("strategy", "?"), folder / "training.png")
+        # The curves show the primary metric of the task the run trained for.
+        metric = TASKS.get(str(settings.get("task", "classification")))().primary_metric
+        figure = training_figure(
+            metrics, str(settings.get("strategy", "?")), folder / "training.png", metric
+        )
         sections.append(_image(figure, "training curves"))
     if exports:
         rows = [

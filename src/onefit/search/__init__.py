@@ -5,16 +5,17 @@ from onefit.search.constraints import Constraint, parse_constraint
 from onefit.search.pareto import hypervolume, normalized_hypervolume, pareto_mask
 from onefit.search.runner import SearchResult, search
 from onefit.search.store import Evaluation, ResultStore, StoreError
-from onefit.search.strategies import STRATEGIES, Problem, SearchStrategy, register_search_strategy
-
-
-def list_search_strategies() -> list[str]:
-    """Names of the registered search strategies."""
-    return STRATEGIES.names()
-
+from onefit.search.strategies import (
+    SEARCH_STRATEGIES,
+    Problem,
+    SearchStrategy,
+    create_search_strategy,
+    list_search_strategies,
+    register_search_strategy,
+)
 
 __all__ = [
-    "STRATEGIES",
+    "SEARCH_STRATEGIES",
     "Constraint",
     "Evaluation",
     "Problem",
@@ -22,6 +23,7 @@ __all__ = [
     "SearchResult",
     "SearchStrategy",
     "StoreError",
+    "create_search_strategy",
     "hypervolume",
     "list_search_strategies",
     "normalized_hypervolume",

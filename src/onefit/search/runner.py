@@ -5,9 +5,9 @@ Example:
     >>> space = onefit.SearchSpace({"e0": ["conv3", "skip"], "e1": [1, 2, 3]})
     >>> def evaluate(config):
     ...     return {"accuracy": config["e1"] * (2 if config["e0"] == "conv3" else 1)}
-    >>> result = onefit.search(space, evaluate, objectives={"accuracy": "max", "cost": "min"},
-    ...                        cheap={"cost": lambda c: c["e1"]}, strategy="grid", budget=6,
-    ...                        progress=False)
+    >>> result = onefit.run_search(space, evaluate, objectives={"accuracy": "max", "cost": "min"},
+    ...                            cheap={"cost": lambda c: c["e1"]}, strategy="grid", budget=6,
+    ...                            progress=False)
     >>> len(result.history), sorted((p.config["e1"], p.metrics["accuracy"]) for p in result.pareto)
     (6, [(1, 2.0), (2, 4.0), (3, 6.0)])
 """
@@ -29,8 +29,14 @@ from rich.progress import Progress
 
 from onefit.search.constraints import ConstraintFn, parse_constraints
 from onefit.search.pareto import normalized_hypervolume, pareto_mask
+from onefit.search.plot import plot_front
 from onefit.search.store import Evaluation, ResultStore
-from onefit.search.strategies.base import STRATEGIES, CheapFn, Problem, SearchStrategy
+from onefit.search.strategies.base import (
+    CheapFn,
+    Problem,
+    SearchStrategy,
+    create_search_strategy,
+)
 from onefit.space import ArchConfig, SearchSpace
 
 EvaluateFn = Callable[[ArchConfig], Mapping[str, float]]
@@ -51,9 +57,8 @@ class SearchResult:
 
     def plot(self, path: str | Path, x: str | None = None, y: str | None = None) -> Path:
         """Save a scatter plot of all evaluations with the Pareto front highlighted."""
-        from onefit.search.plot import plot_front
-
-        return plot_front(self, path, x, y)
+        return plot_front(self.history, self.pareto, self.objectives, path, x, y,
+                          title=f"hypervolume {self.hypervolume:.4f}")  # fmt: skip
 
 
 def _evaluate_one(
@@ -231,7 +236,7 @@ def search(
     if isinstance(strategy, SearchStrategy):
         searcher = strategy
     else:
-        searcher = STRATEGIES.create(strategy, **dict(strategy_kwargs or {}))
+        searcher = create_search_strategy(strategy, **dict(strategy_kwargs or {}))
     searcher.setup(problem)
 
     kinds = {**{n: "cheap" for n in cheap}, **dict(metric_kinds or {})}
@@ -274,9 +279,12 @@ def search(
                         except Exception as error:  # user code too: record and go on
                             reason = f"a cheap metric raised {type(error).__name__}: {error}"
                     if reason is None and values is not None:
+                        violation = problem.violation(values)
                         results.record(run, config, values, kinds=kinds, profiles=profiles,
-                                       seconds=seconds)  # fmt: skip
-                        evaluation = Evaluation(len(history), config, "ok", values, None, seconds)
+                                       seconds=seconds, violation=violation)  # fmt: skip
+                        evaluation = Evaluation(
+                            len(history), config, "ok", values, None, seconds, violation
+                        )
                     else:
                         reason = reason or "unknown"
                         results.record_failure(run, config, reason, seconds)

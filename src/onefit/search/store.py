@@ -5,7 +5,8 @@ Tables:
 - ``runs``: one row per named run with its settings (JSON).
 - ``configs``: every config ever evaluated, as canonical JSON (unique).
 - ``evaluations``: one row per (run, config) in evaluation order, with its status
-  (``ok`` or ``failed``) and the seconds it took.
+  (``ok`` or ``failed``), the seconds it took and its constraint violation as the
+  search computed it (<= 0: feasible), so picks honour every constraint, callables too.
 - ``measurements``: one row per metric of an evaluation: value, kind (``measured``,
   ``predicted`` or ``cheap``), the device profile (JSON) it was measured under, time.
 - ``failures``: the reason an evaluation failed.
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onefit.errors import UserError
 from onefit.space import ArchConfig
 
 SCHEMA = """
@@ -46,7 +48,7 @@ CREATE TABLE IF NOT EXISTS configs (
 CREATE TABLE IF NOT EXISTS evaluations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(id),
     config_id INTEGER NOT NULL REFERENCES configs(id), status TEXT NOT NULL,
-    seconds REAL, created REAL NOT NULL, UNIQUE (run_id, config_id));
+    seconds REAL, created REAL NOT NULL, violation REAL, UNIQUE (run_id, config_id));
 CREATE TABLE IF NOT EXISTS measurements (
     evaluation_id INTEGER NOT NULL REFERENCES evaluations(id), metric TEXT NOT NULL,
     value REAL, kind TEXT NOT NULL, profile TEXT, created REAL NOT NULL,
@@ -56,7 +58,7 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """The store file is not a onefit results store, or a run's settings changed."""
 
 
@@ -70,6 +72,8 @@ class Evaluation:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     seconds: float | None = None
+    # The search's constraint violation (<= 0 feasible); None if not recorded.
+    violation: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,6 +95,9 @@ class ResultStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(evaluations)")}
+            if "violation" not in columns:  # a store written before violations were kept
+                self.db.execute("ALTER TABLE evaluations ADD COLUMN violation REAL")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{self.path} is not a onefit results store ({error})") from None
 
@@ -131,6 +138,19 @@ class ResultStore:
             raise StoreError(f"{self.path} has no run {name!r}; runs: {self.runs()}")
         return int(row[0])
 
+    def settings(self, run_id: int) -> dict[str, Any]:
+        """The settings run ``run_id`` was opened with (objectives, constraints, ...)."""
+        row = self.db.execute("SELECT settings FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path} has no run with id {run_id}")
+        try:
+            settings = json.loads(row[0])
+        except json.JSONDecodeError as error:
+            raise StoreError(f"{self.path}: run {run_id} has damaged settings ({error})") from None
+        if not isinstance(settings, dict):
+            raise StoreError(f"{self.path}: run {run_id} has damaged settings")
+        return settings
+
     def runs(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM runs ORDER BY id")]
 
@@ -142,14 +162,19 @@ class ResultStore:
         return int(row[0])
 
     def _evaluation(
-        self, run_id: int, config: ArchConfig, status: str, seconds: float | None
+        self,
+        run_id: int,
+        config: ArchConfig,
+        status: str,
+        seconds: float | None,
+        violation: float | None = None,
     ) -> int:
         config_id = self._config_id(config)
         try:
             cursor = self.db.execute(
-                "INSERT INTO evaluations (run_id, config_id, status, seconds, created) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (run_id, config_id, status, seconds, time.time()),
+                "INSERT INTO evaluations (run_id, config_id, status, seconds, created, violation)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, config_id, status, seconds, time.time(), violation),
             )
         except sqlite3.IntegrityError:
             raise StoreError(
@@ -166,17 +191,24 @@ class ResultStore:
         kinds: Mapping[str, str] | None = None,
         profiles: Mapping[str, Mapping[str, Any] | None] | None = None,
         seconds: float | None = None,
+        violation: float | None = None,
     ) -> None:
         """Record a successful evaluation and all its metrics atomically.
 
         ``kinds`` maps metric names to ``measured`` (default), ``predicted`` or
         ``cheap``; ``profiles`` maps metric names to the device profile they were
-        measured under.
+        measured under; ``violation`` is the search's constraint violation (<= 0 feasible).
         """
         kinds, profiles = kinds or {}, profiles or {}
         now = time.time()
         with self.db:
-            evaluation = self._evaluation(run_id, _as_config(config), "ok", seconds)
+            evaluation = self._evaluation(
+                run_id,
+                _as_config(config),
+                "ok",
+                seconds,
+                None if violation is None else float(violation),
+            )
             self.db.executemany(
                 "INSERT INTO measurements (evaluation_id, metric, value, kind, profile, created) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -207,7 +239,7 @@ class ResultStore:
     def history(self, run_id: int) -> list[Evaluation]:
         """Every evaluation of the run in order, failures included."""
         rows = self.db.execute(
-            "SELECT e.id, c.json, e.status, e.seconds, f.reason FROM evaluations e "
+            "SELECT e.id, c.json, e.status, e.seconds, f.reason, e.violation FROM evaluations e "
             "JOIN configs c ON c.id = e.config_id LEFT JOIN failures f ON f.evaluation_id = e.id "
             "WHERE e.run_id = ? ORDER BY e.id",
             (run_id,),
@@ -220,8 +252,10 @@ class ResultStore:
         ):
             metrics.setdefault(evaluation, {})[metric] = value
         return [
-            Evaluation(i, ArchConfig.from_json(text), status, metrics.get(eid, {}), reason, secs)
-            for i, (eid, text, status, secs, reason) in enumerate(rows)
+            Evaluation(
+                i, ArchConfig.from_json(text), status, metrics.get(eid, {}), reason, secs, violation
+            )
+            for i, (eid, text, status, secs, reason, violation) in enumerate(rows)
         ]
 
     def measurement_rows(self, run_id: int) -> list[dict[str, Any]]:

@@ -36,13 +36,15 @@ import torch
 from onefit.data import DataSplits, load_dataset
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import measure_latency
-from onefit.metrics.lut import LatencyTable, LatencyTableError
 from onefit.metrics.memory import peak_memory
+from onefit.profiling.lut import LatencyTable, LatencyTableError
+from onefit.rundir import RunDir
 from onefit.search.constraints import ConstraintFn
 from onefit.search.runner import SearchResult, search
 from onefit.search.strategies.base import CheapFn
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet
+from onefit.tasks import Classification, Task, create_task
 from onefit.training.checkpoint import load_supernet
 from onefit.training.evaluate import evaluate_config
 
@@ -53,13 +55,24 @@ CALIBRATION_BATCH = 256
 
 def run_data(run_dir: str | Path) -> DataSplits:
     """The data split a training run used (from its ``config.json``)."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ValueError(f"{path} not found: pass a run directory made by onefit train")
-    settings = json.loads(path.read_text())
+    settings = RunDir(run_dir).settings()
+    if settings.get("data_source") == "memory":
+        raise ValueError(
+            f"{run_dir} was trained on data passed in memory ({settings.get('data')}), which "
+            "onefit cannot reload; pass the same data again (data=...)"
+        )
     return load_dataset(
-        settings["dataset"], val_fraction=settings["val_fraction"], seed=settings["seed"]
+        str(settings["dataset"]),
+        val_fraction=float(settings["val_fraction"]),  # type: ignore[arg-type]
+        seed=int(settings["seed"]),  # type: ignore[call-overload]
     )
+
+
+def run_task(run_dir: str | Path) -> Task:
+    """The task a training run trained for (from its ``config.json``)."""
+    settings = RunDir(run_dir).settings()
+    kwargs = settings.get("task_kwargs") or {}
+    return create_task(str(settings.get("task", "classification")), **dict(kwargs))  # type: ignore[call-overload]
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -87,9 +100,14 @@ def supernet_search(
     measure_memory: bool = False,
     bn_batches: int = 10,
     batch_size: int = CALIBRATION_BATCH,
+    task: Task | None = None,
     **search_kwargs: Any,
 ) -> SearchResult:
-    """Search a trained supernet's sub-networks (metrics as in the module docstring)."""
+    """Search a trained supernet's sub-networks (metrics as in the module docstring).
+
+    ``task`` (default classification) says which metrics an evaluation returns: its
+    ``metrics`` (accuracy, top5, loss; mse, mae for regression...)."""
+    task = task or Classification()
     if measure_runtime is not None or measure_memory:
         net.require_images("measuring latency or memory")
     x_train, y_train = data.train_tensors()
@@ -106,7 +124,9 @@ def supernet_search(
         profiles["latency_ms"] = latency_table.profile.to_dict()
 
     def evaluate(config: ArchConfig) -> dict[str, float]:
-        metrics = evaluate_config(net, config, validation, calibration, bn_batches=bn_batches)
+        metrics = evaluate_config(
+            net, config, validation, calibration, bn_batches=bn_batches, task=task
+        )
         if measure_runtime is not None:
             timed = measure_latency(net.extract(config), net.input_shape(config),
                                     runtime=measure_runtime)  # fmt: skip
@@ -116,7 +136,7 @@ def supernet_search(
             metrics["peak_memory_bytes"] = float(memory.peak_bytes)
         return metrics
 
-    returned = ["accuracy", "loss"] + (["measured_latency_ms"] if measure_runtime else [])
+    returned = [*task.metrics] + (["measured_latency_ms"] if measure_runtime else [])
     returned += ["peak_memory_bytes"] if measure_memory else []
     if measure_runtime is not None:
         profiles["measured_latency_ms"] = DeviceProfile.detect(runtime=measure_runtime).to_dict()
@@ -137,11 +157,20 @@ def search_run(
     objectives: Mapping[str, str],
     *,
     latency_table: str | Path | LatencyTable | None = None,
+    supernet: Supernet | None = None,
+    data: DataSplits | None = None,
     **kwargs: Any,
 ) -> SearchResult:
-    """:func:`supernet_search` on the trained supernet and data of ``run_dir``."""
-    net = load_supernet(run_dir)
+    """:func:`supernet_search` on the trained supernet, data and task of ``run_dir``.
+
+    ``supernet`` and ``data`` are needed only for runs trained on objects onefit cannot
+    rebuild (a supernet instance without a recipe, Datasets passed in memory).
+    """
+    net = load_supernet(run_dir, supernet=supernet)
     table = latency_table
     if isinstance(table, (str, Path)):
         table = LatencyTable.load(table, net=net)
-    return supernet_search(net, run_data(run_dir), objectives, latency_table=table, **kwargs)
+    data = data if data is not None else run_data(run_dir)
+    return supernet_search(
+        net, data, objectives, latency_table=table, task=run_task(run_dir), **kwargs
+    )

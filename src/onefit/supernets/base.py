@@ -21,14 +21,16 @@ from torch import nn
 
 from onefit.metrics.counting import Cost
 from onefit.space import ArchConfig, SearchSpace, Seed
+from onefit.supernets.inputs import InputSpec
 
 
 class Supernet(nn.Module, ABC):
     """Base class of weight-shared elastic networks.
 
-    Subclasses set ``self.space`` (with a resolution dimension ``"r"``),
-    ``self.in_channels`` and ``self.num_classes`` in ``__init__`` and call
-    ``self.set_active(self.space.largest())`` at its end.
+    Subclasses set ``self.space``, ``self.input_spec`` (what an input is; image
+    families have a resolution dimension ``"r"``), ``self.in_channels`` and
+    ``self.num_classes`` in ``__init__`` and call ``self.set_active(self.space.largest())``
+    at its end.
     """
 
     space: SearchSpace
@@ -36,8 +38,9 @@ class Supernet(nn.Module, ABC):
     spec: dict[str, Any] | None = None
     in_channels: int
     num_classes: int
-    # What inputs are: float images by default; token ids (torch.long) for text families.
-    input_dtype: torch.dtype = torch.float32
+    # What one input is (images of some sides, token ids of some length): set by every
+    # family in __init__, before its first set_active.
+    input_spec: InputSpec
     _active: ArchConfig
 
     # -- choosing the sub-network ------------------------------------------------------------
@@ -68,52 +71,36 @@ class Supernet(nn.Module, ABC):
     # -- running ------------------------------------------------------------------------------
     @property
     def resolutions(self) -> tuple[int, ...]:
-        """The choices of ``r``, the input sides this supernet accepts."""
-        return tuple(int(r) for r in self.space["r"].choices)
+        """The choices of ``r``, the input sides this supernet accepts (images)."""
+        return tuple(int(r) for r in self.space["r"].choices) if "r" in self.space else ()
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype of an input batch (float images, or ``torch.long`` token ids)."""
+        return self.input_spec.dtype
 
     def input_shape(self, config: Mapping[str, Any] | None = None) -> tuple[int, ...]:
-        """``(channels, r, r)`` of one input image for ``config`` (default: the active one)."""
+        """The shape of one input for ``config`` (default: the active one), e.g.
+        ``(channels, r, r)`` for images or ``(length,)`` for token ids."""
         cfg = self._active if config is None else self.space.validate(config)
-        r = int(cfg["r"])
-        return (self.in_channels, r, r)
+        return self.input_spec.shape(cfg)
 
     def example_input(
         self, batch_size: int = 1, config: Mapping[str, Any] | None = None, *, seed: int = 0
     ) -> torch.Tensor:
-        """A random batch this supernet accepts for ``config``: normal images (token ids
-        for text families), on the supernet's device."""
-        generator = torch.Generator().manual_seed(seed)
-        x = torch.randn(batch_size, *self.input_shape(config), generator=generator)
-        return x.to(next(self.parameters()).device)
+        """A random batch this supernet accepts for ``config`` (normal images, or token
+        ids for text families), on the supernet's device."""
+        cfg = self._active if config is None else self.space.validate(config)
+        device = next(self.parameters()).device
+        return self.input_spec.example(batch_size, cfg, seed=seed, device=device)
 
     def require_images(self, what: str) -> None:
         """Raise ``ValueError`` if this supernet does not read images (``what`` needs them)."""
-        if not self.input_dtype.is_floating_point:
-            family = (self.spec or {}).get("name", type(self).__name__)
-            raise ValueError(
-                f"{what} is made for image models; the {family} supernet reads token ids "
-                "(search it on accuracy, MACs and parameters; export an extracted model "
-                "with onefit.metrics.runtimes.onnx_runtime.export_onnx)"
-            )
+        self.input_spec.require("image", what)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` is a batch of images this supernet accepts."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"expected a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected {self.in_channels} input channel(s), got {x.shape[1]} "
-                f"(input shape {tuple(x.shape)}); build the supernet with "
-                f"in_channels={x.shape[1]} or convert the images"
-            )
-        height, width = x.shape[-2:]
-        if height != width or height not in self.space["r"].choices:
-            raise ValueError(
-                f"input resolution {height}x{width} is not in the search space; "
-                f"r is one of {list(self.resolutions)} (square images)"
-            )
+        """Raise ``TypeError``/``ValueError`` unless ``x`` is a batch this supernet accepts."""
+        self.input_spec.check(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

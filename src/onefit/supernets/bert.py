@@ -33,6 +33,7 @@ from onefit.metrics.counting import Cost, encoder_layer_cost, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Pooler, PostNormEncoderBlock, TokenEmbedding
 from onefit.supernets.base import Supernet, check_choices, check_positive_int
+from onefit.supernets.inputs import TokenInput
 from onefit.supernets.registry import register_supernet
 
 
@@ -120,8 +121,6 @@ class ElasticBert(Supernet):
         True
     """
 
-    input_dtype = torch.long
-
     def __init__(
         self,
         *,
@@ -182,36 +181,8 @@ class ElasticBert(Supernet):
         for table in (self.word.weight, self.positions, self.token_types):
             nn.init.trunc_normal_(table, std=0.02)
         self._width, self._depth = width, n
+        self.input_spec = TokenInput(length=self.seq_len, vocab_size=vocab_size)
         self.set_active(self.space.largest())
-
-    # -- inputs -------------------------------------------------------------------------------
-    def input_shape(self, config: Mapping[str, Any] | None = None) -> tuple[int, ...]:
-        """``(r,)``: one sequence of token ids."""
-        return (self.seq_len,)
-
-    def example_input(
-        self, batch_size: int = 1, config: Mapping[str, Any] | None = None, *, seed: int = 0
-    ) -> torch.Tensor:
-        """Random token ids ``(batch_size, r)``."""
-        generator = torch.Generator().manual_seed(seed)
-        shape = (batch_size, self.seq_len)
-        ids = torch.randint(0, self.word.num_embeddings, shape, generator=generator)
-        return ids.to(self.word.weight.device)
-
-    def check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor of token ids, got {type(x).__name__}")
-        if x.dim() != 2 or x.shape[1] != self.seq_len or x.is_floating_point():
-            raise ValueError(
-                f"expected integer token ids of shape (N, {self.seq_len}), got "
-                f"{x.dtype} {tuple(x.shape)}"
-            )
-        vocab = self.word.num_embeddings
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):
-            raise ValueError(
-                f"token ids must lie in 0..{vocab - 1} (vocab_size={vocab}), got "
-                f"{int(x.min())}..{int(x.max())}"
-            )
 
     # -- running ------------------------------------------------------------------------------
     def _activate(self, config: ArchConfig) -> None:

@@ -50,6 +50,7 @@ from onefit.supernets.base import (
     check_positive_int,
     default_resolutions,
 )
+from onefit.supernets.inputs import ImageInput
 from onefit.supernets.registry import register_supernet
 
 STEM_WIDTH = 16
@@ -320,6 +321,7 @@ class MobileNetV3Supernet(Supernet):
         )
         self._init_weights()
         self._depths = [self.max_depth] * len(STAGE_WIDTHS)
+        self.input_spec = ImageInput(self.in_channels, self.resolutions)
         self.set_active(self.space.largest())
 
     def _init_weights(self) -> None:

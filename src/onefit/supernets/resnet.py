@@ -50,6 +50,7 @@ from onefit.supernets.base import (
     check_positive_int,
     default_resolutions,
 )
+from onefit.supernets.inputs import ImageInput
 from onefit.supernets.registry import register_supernet
 
 BASE_DEPTHS = (2, 2, 4, 2)
@@ -273,6 +274,7 @@ class ResNetSupernet(Supernet):
         )
         self._init_weights()
         self._depths = list(self.max_depths)
+        self.input_spec = ImageInput(self.in_channels, self.resolutions)
         self.set_active(self.space.largest())
 
     def stage_width(self, stage: int, width_mult: float) -> int:

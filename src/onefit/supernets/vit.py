@@ -38,6 +38,7 @@ from onefit.supernets.base import (
     check_positive_int,
     default_resolutions,
 )
+from onefit.supernets.inputs import ImageInput
 from onefit.supernets.registry import register_supernet
 
 
@@ -206,6 +207,7 @@ class ElasticViT(Supernet):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self._width, self._depth = self.max_width, n
+        self.input_spec = ImageInput(self.in_channels, self.resolutions)
         self.set_active(self.space.largest())
 
     @property

@@ -10,16 +10,17 @@ from onefit.training.checkpoint import (
 from onefit.training.config import TrainConfig
 from onefit.training.evaluate import evaluate_config, evaluate_model
 from onefit.training.strategies import (
-    STRATEGIES,
+    TRAINING_STRATEGIES,
     Strategy,
     SubnetTask,
     create_strategy,
     list_strategies,
+    register_strategy,
 )
 from onefit.training.trainer import Trainer, TrainingError, TrainResult, train
 
 __all__ = [
-    "STRATEGIES",
+    "TRAINING_STRATEGIES",
     "CheckpointError",
     "Strategy",
     "SubnetTask",
@@ -34,6 +35,7 @@ __all__ = [
     "load_checkpoint",
     "load_supernet",
     "recalibrate_bn",
+    "register_strategy",
     "resize",
     "save_checkpoint",
     "train",

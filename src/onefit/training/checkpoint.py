@@ -13,18 +13,19 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from onefit.supernets import Supernet
+from onefit.errors import UserError
+from onefit.rundir import RunDir
+from onefit.supernets import Supernet, rebuild_supernet
 
 FORMAT = "onefit-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, or belongs to another supernet or space."""
 
 
@@ -97,12 +98,19 @@ def load_checkpoint(
 
 
 def load_supernet(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    supernet: Supernet | None = None,
 ) -> Supernet:
     """The trained supernet of a run directory or checkpoint file, in eval mode.
 
-    Rebuilds the family with the arguments it was trained with and loads the weights
-    strictly (a mismatch is a :class:`CheckpointError`, never a partial load).
+    Rebuilds the family with the arguments it was trained with (a registered family, a
+    converted torchvision model, or your model's import path: see
+    ``onefit.elasticize("package.module:function", ...)``) and loads the weights
+    strictly (a mismatch is a :class:`CheckpointError`, never a partial load). A run
+    trained on a supernet instance that has no such recipe needs that supernet again,
+    freshly built, as ``supernet``; its weights are replaced by the checkpoint's.
 
     Example:
         >>> import onefit, tempfile
@@ -114,16 +122,24 @@ def load_supernet(
         >>> net.spec["name"], net.training
         ('mobilenetv3', False)
     """
-    from onefit.supernets import rebuild_supernet  # onefit.supernets is imported lazily
-
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
+        path = RunDir(path).checkpoint
     state = load_checkpoint(path, map_location=map_location)
     saved = state.get("supernet") or {}
+    if supernet is None and saved.get("rebuildable") is False:
+        raise CheckpointError(
+            f"{path}: this run trained a supernet passed in as an object, which onefit "
+            "cannot rebuild by itself; pass the same supernet freshly built "
+            "(load_supernet(run, supernet=net), search_run(..., supernet=net), "
+            "export(..., supernet=net)), or build it with "
+            "onefit.elasticize('package.module:function', example) so the run records how"
+        )
     try:
-        net = rebuild_supernet(saved)
+        net = rebuild_supernet(saved) if supernet is None else supernet
+        if supernet is not None and net.space.to_dict() != saved.get("space"):
+            raise ValueError("the supernet passed in has another search space than the run's")
         net.load_state_dict(state["model"], strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, ImportError) as error:
         raise CheckpointError(f"{path}: cannot rebuild its supernet ({error})") from None
     return net.to(map_location).eval()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 
 @dataclass
@@ -26,6 +28,10 @@ class TrainConfig:
     val_fraction: float = 0.2  # held out of the training files for validation
     strategy: str = "sandwich"  # BigNAS's rule: the strongest default in the literature
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
+    # What the outputs mean (onefit.tasks.list_tasks()): the loss, the distillation loss
+    # and the evaluation metrics. Classification's label smoothing is label_smoothing.
+    task: str = "classification"
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
     # Start from these supernet weights (a state-dict file, e.g. of onefit.elasticize's
     # result): fine-tuning a converted pretrained model, InstaTune's recipe. A resumed
     # run continues from its checkpoint instead.
@@ -56,15 +62,28 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from a mapping; an unknown key is a ``ValueError`` listing the known ones."""
+        """Build from a mapping, each value converted to its field's type.
+
+        An unknown key is a ``ValueError`` listing the known ones; a value of the wrong
+        type is a ``ValueError`` naming the setting, the value and what is allowed. Text
+        that spells a value of the field's type is accepted (``"1e-4"`` for a float, as
+        YAML reads 1e-4; ``"false"`` for a bool, as ``--set amp=False`` gives), so a
+        settings file or ``--set`` means the same as the Python value.
+
+        Example:
+            >>> TrainConfig.from_dict({"weight_decay": "1e-4", "amp": "false"}).weight_decay
+            0.0001
+            >>> TrainConfig.from_dict({"lr": "abc"})
+            Traceback (most recent call last):
+            ...
+            ValueError: training setting lr='abc' must be a number (float)
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        if "eval_configs" in values:
-            values["eval_configs"] = tuple(values["eval_configs"])
-        config = cls(**values)
+        hints = get_type_hints(cls)
+        config = cls(**{name: _convert(name, value, hints[name]) for name, value in values.items()})
         config.validate()
         return config
 
@@ -100,3 +119,79 @@ class TrainConfig:
                 raise ValueError(
                     f"eval_configs entries are 'smallest', 'largest' or a config JSON, got {name!r}"
                 )
+
+
+def _convert(name: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` of setting ``name``, or a ``ValueError`` saying why not."""
+    origin, args = get_origin(hint), get_args(hint)
+    optional = origin in (Union, types.UnionType)  # only ``X | None`` occurs in the settings
+    if optional:
+        if value is None:
+            return None
+        (hint,) = [arg for arg in args if arg is not type(None)]
+        origin, args = get_origin(hint), get_args(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif hint is int:
+        number = _number(value)
+        if number is not None and number == int(number):
+            return int(number)
+    elif hint is float:
+        number = _number(value)
+        if number is not None:
+            return float(number)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
+    elif origin in (tuple, list):
+        if isinstance(value, (list, tuple)):
+            items = [_convert(f"{name}[{i}]", item, args[0]) for i, item in enumerate(value)]
+            return tuple(items) if origin is tuple else items
+    else:
+        return value  # Any: whatever the strategy or the supernet accepts
+    allowed = _allowed(value, hint) + (" or null" if optional else "")
+    raise ValueError(f"training setting {name}={value!r} must be {allowed}")
+
+
+def _number(value: Any) -> float | None:
+    """A finite number from a number or its text; None for anything else (bools too)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value)  # exact for long integers, which float() would round
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def _allowed(value: Any, hint: Any) -> str:
+    """What a setting of type ``hint`` accepts, in the words of an error about ``value``."""
+    if hint is float:
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError, OverflowError):
+            finite = True
+        return "a number (float)" if finite else "a finite number (float)"
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (tuple, list):
+        return f"a list of {getattr(args[0], '__name__', args[0])}"
+    return {
+        bool: "true or false (bool)",
+        int: "a whole number (int)",
+        str: "a string (str)",
+        dict: "a table of settings (dict)",
+    }.get(origin or hint, str(hint))

@@ -1,4 +1,4 @@
-"""Accuracy and loss of a sub-network on a validation split."""
+"""Metrics of a sub-network on a validation split, as its task defines them."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from onefit.supernets.base import Supernet
+from onefit.tasks import Classification, MetricState, Task
 from onefit.training.bn import recalibrate_bn, resize
 
 
@@ -19,25 +19,30 @@ def evaluate_model(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
     resolution: int | None = None,
+    task: Task | None = None,
 ) -> dict[str, float]:
-    """Top-1 accuracy (0..1) and mean cross-entropy of ``model`` over ``batches``."""
+    """``task``'s metrics of ``model`` over ``(inputs, targets)`` batches.
+
+    The default task is classification: top-1 accuracy (0..1), top-5 accuracy and the
+    mean cross-entropy.
+
+    Example:
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> batches = [(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]))]
+        >>> sorted(evaluate_model(model, batches))
+        ['accuracy', 'loss', 'top5']
+    """
+    task = task or Classification()
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     model.eval()
-    correct = 0
-    total = 0
-    loss_sum = 0.0
-    for images, labels in batches:
-        images, labels = images.to(device), labels.to(device)
+    state = MetricState()
+    for inputs, targets in batches:
+        inputs, targets = inputs.to(device), targets.to(device)
         if resolution is not None:
-            images = resize(images, resolution)
-        logits = model(images)
-        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == labels).sum())
-        total += labels.numel()
-    if total == 0:
-        raise ValueError("evaluate got an empty validation set")
-    return {"accuracy": correct / total, "loss": loss_sum / total}
+            inputs = resize(inputs, resolution)
+        task.update(state, model(inputs), targets)
+    return task.finish(state)
 
 
 def evaluate_config(
@@ -47,14 +52,16 @@ def evaluate_config(
     calibration_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None,
     *,
     bn_batches: int = 20,
+    task: Task | None = None,
 ) -> dict[str, float]:
     """Extract ``config``, recalibrate its batch norm on training batches, then evaluate it.
 
     With ``calibration_batches=None`` the supernet's shared statistics are used as they
     are (useful only to show what recalibration buys).
     """
-    resolution = int(supernet.space.validate(config)["r"])
-    model = supernet.extract(config)
+    validated = supernet.space.validate(config)
+    resolution = int(validated["r"]) if "r" in validated else None
+    model = supernet.extract(validated)
     if calibration_batches is not None:
         recalibrate_bn(model, calibration_batches, num_batches=bn_batches, resolution=resolution)
-    return evaluate_model(model, val_batches, resolution=resolution)
+    return evaluate_model(model, val_batches, resolution=resolution, task=task)

@@ -22,13 +22,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from onefit.data import DataSplits
+from onefit.data import DataSplits, from_datasets, load_dataset
+from onefit.data.splits import Samples
+from onefit.errors import OnefitError
 from onefit.files import read_state_dict
+from onefit.rundir import RunDir
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet, create_supernet
+from onefit.tasks import Task, create_task
 from onefit.training import distributed
 from onefit.training.bn import resize
 from onefit.training.checkpoint import load_checkpoint, save_checkpoint
@@ -37,12 +40,16 @@ from onefit.training.evaluate import evaluate_config
 from onefit.training.progress import TrainProgress
 from onefit.training.strategies import Strategy, SubnetTask, create_strategy
 
-CHECKPOINT = "checkpoints/last.pt"
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (for example a non-finite loss)."""
+class TrainingError(OnefitError, RuntimeError):
+    """Training cannot go on (for example a non-finite loss).
+
+    Not a :class:`~onefit.errors.UserError`: every setting passed its checks and the run
+    failed while working, so the command line keeps the traceback in a log (exit 1).
+    The message still says what to try (a lower learning rate, other data).
+    """
 
 
 @dataclass
@@ -98,14 +105,6 @@ def _optimizer(config: TrainConfig, groups: list[dict[str, Any]]) -> torch.optim
     )
 
 
-def _soft_cross_entropy(
-    logits: torch.Tensor, soft: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """Cross-entropy against soft targets, scaled by T^2 (Hinton et al., 2015)."""
-    log_probs = F.log_softmax(logits.float() / temperature, dim=1)
-    return -(soft * log_probs).sum(dim=1).mean() * temperature**2
-
-
 class _StopFlag:
     """Records SIGINT/SIGTERM so the loop can checkpoint and stop between two steps."""
 
@@ -132,27 +131,45 @@ class _StopFlag:
 class Trainer:
     """Trains a supernet with a strategy; see :func:`train` for the usual entry point."""
 
-    def __init__(self, config: TrainConfig, data: DataSplits | None = None) -> None:
-        from onefit.data import load_dataset
-
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: DataSplits | None = None,
+        *,
+        supernet: Supernet | None = None,
+    ) -> None:
         config.validate()
         self.config = config
         self.dist = distributed.setup(config.device)
         self.device = self.dist.device
         self.run_dir = Path(config.run_dir)
+        self.paths = RunDir(self.run_dir)
+        # Data passed in memory cannot be reloaded from the run's settings by later stages.
+        self.data_source = "dataset" if data is None else "memory"
         self.data = (
             data
             if data is not None
             else load_dataset(config.dataset, val_fraction=config.val_fraction, seed=config.seed)
         )
-        self.supernet_kwargs = {
-            "num_classes": self.data.num_classes,
-            "in_channels": self.data.in_channels,
-            "image_size": self.data.image_size,
-            **config.supernet_kwargs,
-        }
+        self.task = task_of(config)
         torch.manual_seed(config.seed)
-        self.net = create_supernet(config.supernet, **self.supernet_kwargs).to(self.device)
+        if supernet is not None:
+            # A supernet the caller built (onefit.elasticize of their own model, say): the
+            # run records its spec, when it has one, so that it can be rebuilt later.
+            check_supernet_instance(supernet, config)
+            spec = supernet.spec or {}
+            self.supernet_name = str(spec.get("name", type(supernet).__name__))
+            self.supernet_kwargs = dict(spec.get("kwargs", {}))
+            self.net = supernet.to(self.device)
+        else:
+            self.supernet_name = config.supernet
+            self.supernet_kwargs = {
+                "num_classes": self.data.num_classes,
+                "in_channels": self.data.in_channels,
+                "image_size": self.data.image_size,
+                **config.supernet_kwargs,
+            }
+            self.net = create_supernet(config.supernet, **self.supernet_kwargs).to(self.device)
         if config.init_weights:
             _load_initial_weights(self.net, config.init_weights)
         distributed.broadcast_parameters(self.net, self.dist)
@@ -171,9 +188,7 @@ class Trainer:
         self.total_steps = config.epochs * self.steps_per_epoch
         warmup = round(config.warmup_epochs * self.steps_per_epoch)
         self.schedule = cosine_schedule(config.lr, self.total_steps, warmup)
-        self.strategy.setup(self.net.space, self.total_steps)
-        if hasattr(self.strategy, "schedule"):
-            self.strategy.schedule = self.schedule  # DεpS follows the effective learning rate
+        self.strategy.setup(self.net.space, self.total_steps, schedule=self.schedule)
         self.optimizer = _optimizer(config, _param_groups(self.net, config.weight_decay))
         use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -186,20 +201,24 @@ class Trainer:
         self.epoch_losses: list[float] = []  # this epoch's step losses so far
         self._eval_cache: tuple[list[Batch], list[Batch]] | None = None
         self.tensorboard = (
-            _tensorboard_writer(self.run_dir) if config.tensorboard and self.dist.is_main else None
+            _tensorboard_writer(self.paths.tensorboard_dir)
+            if config.tensorboard and self.dist.is_main
+            else None
         )
 
     # -- checkpoints ------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / CHECKPOINT
+        return self.paths.checkpoint
 
     def state(self) -> dict[str, Any]:
         return {
             "supernet": {
-                "name": self.config.supernet,
+                "name": self.supernet_name,
                 "kwargs": self.supernet_kwargs,
                 "space": self.net.space.to_dict(),
+                # False when the supernet was passed in and cannot be rebuilt from a spec.
+                "rebuildable": self.net.spec is not None,
             },
             "train_config": self.config.to_dict(),
             "model": self.net.state_dict(),
@@ -224,7 +243,7 @@ class Trainer:
     def restore(self, path: Path) -> None:
         state = load_checkpoint(
             path,
-            supernet=self.config.supernet,
+            supernet=self.supernet_name,
             space=self.net.space.to_dict(),
             map_location=self.device,
         )
@@ -264,27 +283,32 @@ class Trainer:
         size = self.config.batch_size
         for b in range(start, self.steps_per_epoch):
             indices = order[b * size : (b + 1) * size][self.dist.rank :: self.dist.world_size]
-            yield _collate(self.data.train, indices)
+            yield _collate(self.data.train, indices, self.task.target_dtype)
 
     def _run_task(
         self,
         task: SubnetTask,
-        images: torch.Tensor,
+        inputs: torch.Tensor,
         labels: torch.Tensor,
-        soft: torch.Tensor | None,
+        teacher: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and outputs of one sub-network; ``teacher`` holds the step's teacher outputs."""
         self.net.set_active(task.config)
         with self.autocast():
-            logits = self.net(resize(images, int(task.config["r"])))
-        config = self.config
-        if task.target == "labels" or soft is None:
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            outputs = self.net(self._sized(inputs, task.config))
+        temperature = self.config.temperature
+        if task.target == "labels" or teacher is None:
+            loss = self.task.loss(outputs, labels)
         elif task.target == "teacher":
-            loss = _soft_cross_entropy(logits, soft, config.temperature)
+            loss = self.task.distillation_loss(outputs, teacher, temperature)
         else:  # "both"
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-            loss = loss + _soft_cross_entropy(logits, soft, config.temperature)
-        return loss, logits
+            loss = self.task.loss(outputs, labels)
+            loss = loss + self.task.distillation_loss(outputs, teacher, temperature)
+        return loss, outputs
+
+    def _sized(self, inputs: torch.Tensor, config: ArchConfig) -> torch.Tensor:
+        """Images resized to the config's resolution; other inputs as they are."""
+        return resize(inputs, int(config["r"])) if "r" in config else inputs
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         """Run the strategy's tasks for this step, accumulate gradients, step the optimizer."""
@@ -298,25 +322,21 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
-        soft = None
+        teacher = None
         if self.teacher is not None:
             with torch.no_grad():
-                soft = F.softmax(
-                    self.teacher(resize(images, max(self.net.resolutions))).float()
-                    / self.config.temperature,
-                    1,
-                )
+                teacher = self.teacher(self._sized(images, self.net.space.largest())).float()
         total = 0.0
         bad: tuple[ArchConfig, float] | None = None
         for task in self.strategy.tasks(step, rng):
-            loss, logits = self._run_task(task, images, labels, soft)
+            loss, outputs = self._run_task(task, images, labels, teacher)
             if not torch.isfinite(loss):
                 bad = (task.config, loss.item())
                 break
             self.scaler.scale(loss * task.weight).backward()
             total += loss.item()
             if task.teacher:
-                soft = F.softmax(logits.detach().float() / self.config.temperature, dim=1)
+                teacher = outputs.detach().float()
         if distributed.any_true(bad is not None, self.dist):
             self.optimizer.zero_grad(set_to_none=True)
             where = (
@@ -351,13 +371,13 @@ class Trainer:
     def _eval_batches(self) -> tuple[list[Batch], list[Batch]]:
         """Calibration and validation batches: the same every epoch, so built once."""
         if self._eval_cache is None:
-            size = self.config.batch_size
+            size, dtype = self.config.batch_size, self.task.target_dtype
             calibration = [
-                _collate(self.data.train, torch.arange(b * size, (b + 1) * size))
+                _collate(self.data.train, torch.arange(b * size, (b + 1) * size), dtype)
                 for b in range(min(self.config.bn_batches, self.steps_per_epoch))
             ]
             val = [
-                _collate(self.data.val, torch.arange(i, min(i + 256, len(self.data.val))))
+                _collate(self.data.val, torch.arange(i, min(i + 256, len(self.data.val))), dtype)
                 for i in range(0, len(self.data.val), 256)
             ]
             self._eval_cache = (
@@ -376,6 +396,7 @@ class Trainer:
                 val,
                 calibration,
                 bn_batches=self.config.bn_batches,
+                task=self.task,
             )
             for name in self.config.eval_configs
         }
@@ -387,7 +408,7 @@ class Trainer:
             self.restore(self.checkpoint_path)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(self.resolved(), indent=2))
+            self.paths.config_file.write_text(json.dumps(self.resolved(), indent=2))
         limit = (
             self.total_steps
             if stop_after_steps is None
@@ -448,7 +469,7 @@ class Trainer:
             for name, metrics in self.evaluate().items():
                 for key, value in metrics.items():
                     record[f"val_{name}_{key}"] = value
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
+            with open(self.paths.metrics_file, "a") as f:
                 f.write(json.dumps(record) + "\n")
             if self.tensorboard is not None:
                 for key, value in record.items():
@@ -463,9 +484,12 @@ class Trainer:
         """The full resolved configuration of this run (what ``onefit train`` prints)."""
         return {
             **self.config.to_dict(),
+            "supernet": self.supernet_name,
             "supernet_kwargs": self.supernet_kwargs,
+            "task_settings": self.task.describe(),
             "strategy_settings": self.strategy.describe(),
             "data": self.data.describe(),
+            "data_source": self.data_source,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "world_size": self.dist.world_size,
@@ -473,20 +497,45 @@ class Trainer:
         }
 
 
-def _tensorboard_writer(run_dir: Path) -> Any:
-    """A SummaryWriter in ``run_dir/tensorboard``, or None when tensorboard is not installed."""
+def _tensorboard_writer(folder: Path) -> Any:
+    """A SummaryWriter writing to ``folder``, or None when tensorboard is not installed."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # optional: pip install tensorboard (or onefit[tensorboard])
         return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(folder))
 
 
-def _collate(dataset: Any, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _collate(
+    dataset: Any, indices: torch.Tensor, dtype: torch.dtype = torch.long
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of ``dataset[i]`` pairs: stacked inputs and targets as ``dtype``."""
     items = [dataset[int(i)] for i in indices]
-    images = torch.stack([x for x, _ in items])
-    labels = torch.as_tensor([int(y) for _, y in items], dtype=torch.long)
-    return images, labels
+    inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
+    targets = torch.stack([torch.as_tensor(y) for _, y in items]).to(dtype)
+    return inputs, targets
+
+
+def task_of(config: TrainConfig) -> Task:
+    """The task a run trains for; classification takes the run's label smoothing."""
+    kwargs = dict(config.task_kwargs)
+    if config.task == "classification":
+        kwargs.setdefault("label_smoothing", config.label_smoothing)
+    return create_task(config.task, **kwargs)
+
+
+def check_supernet_instance(net: object, config: TrainConfig) -> None:
+    """A clear error unless ``net`` is a onefit Supernet ready to train as ``config`` says."""
+    if not isinstance(net, Supernet):
+        raise TypeError(
+            f"supernet must be a family name or a onefit Supernet, got {type(net).__name__}; "
+            "make one from your nn.Module with onefit.elasticize(model, example_input)"
+        )
+    if config.supernet_kwargs:
+        raise ValueError(
+            "supernet_kwargs only apply when supernet is a family name; this supernet was "
+            f"passed in already built (got supernet_kwargs={config.supernet_kwargs})"
+        )
 
 
 def _load_initial_weights(net: Supernet, path: str) -> None:
@@ -504,13 +553,18 @@ def train(
     resume: bool = True,
     stop_after_steps: int | None = None,
     data: DataSplits | None = None,
+    train_data: Samples | None = None,
+    val_data: Samples | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train a supernet once. Resumes from ``run_dir``'s checkpoint when there is one.
 
     ``config`` is a :class:`TrainConfig` or a mapping of its fields; keyword overrides
-    win. ``data`` passes in-memory splits (``onefit.data.from_tensors``) instead of
-    ``config.dataset``. ``stop_after_steps`` pauses after that many steps with a
+    win. ``supernet`` is a registered family's name or a :class:`Supernet` you built
+    (``onefit.elasticize(your_model, example)``). ``data`` passes in-memory splits
+    (``onefit.data.from_tensors``) instead of ``config.dataset``; ``train_data`` and
+    ``val_data`` pass any torch ``Dataset`` of ``(input, target)`` pairs instead.
+    ``stop_after_steps`` pauses after that many steps with a
     checkpoint; calling ``train`` again with the same settings continues exactly.
 
     Example:
@@ -521,8 +575,21 @@ def train(
         >>> result.finished, sorted(result.history[0])[:2]
         (True, ['epoch', 'epoch_seconds'])
     """
+    supernet = overrides.pop("supernet", None)
+    instance = supernet if isinstance(supernet, nn.Module) else None
+    if supernet is not None and instance is None:
+        overrides["supernet"] = supernet
+    if instance is not None:
+        # Recorded for the resolved settings; the instance itself is what trains.
+        spec = getattr(instance, "spec", None) or {}
+        overrides["supernet"] = str(spec.get("name", type(instance).__name__))
     if isinstance(config, TrainConfig):
         resolved = config.replace(**overrides) if overrides else config
     else:
         resolved = TrainConfig.from_dict({**dict(config or {}), **overrides})
-    return Trainer(resolved, data).fit(resume=resume, stop_after_steps=stop_after_steps)
+    if train_data is not None or val_data is not None:
+        if data is not None or train_data is None or val_data is None:
+            raise ValueError("pass either data=DataSplits or both train_data= and val_data=")
+        data = from_datasets(train_data, val_data)
+    trainer = Trainer(resolved, data, supernet=instance)  # type: ignore[arg-type]
+    return trainer.fit(resume=resume, stop_after_steps=stop_after_steps)

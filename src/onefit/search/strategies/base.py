@@ -76,8 +76,18 @@ class SearchStrategy(ABC):
         return {"name": self.name}
 
 
-STRATEGIES: Registry[SearchStrategy] = Registry("search strategy")
-register_search_strategy = STRATEGIES.register
+SEARCH_STRATEGIES: Registry[SearchStrategy] = Registry("search strategy")
+register_search_strategy = SEARCH_STRATEGIES.register
+
+
+def create_search_strategy(name: str, **kwargs: Any) -> SearchStrategy:
+    """Build the search strategy registered as ``name`` (``random``, ``nsga2``, ...)."""
+    return SEARCH_STRATEGIES.create(name, **kwargs)
+
+
+def list_search_strategies() -> list[str]:
+    """Names of the registered search strategies."""
+    return SEARCH_STRATEGIES.names()
 
 
 def sample_unseen(

@@ -13,7 +13,7 @@ from typing import Any
 
 from onefit.search.strategies.base import Problem, SearchStrategy, register_search_strategy
 from onefit.space import ArchConfig
-from onefit.training.strategies.sorted import nested_configs
+from onefit.training.strategies.sortednet import nested_configs
 
 
 @register_search_strategy("sorted")

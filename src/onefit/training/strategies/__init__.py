@@ -9,24 +9,26 @@ from onefit.training.strategies.base import Strategy, SubnetTask, sample_config
 from onefit.training.strategies.deps import DelayedShrinking
 from onefit.training.strategies.progressive import ProgressiveShrinking
 from onefit.training.strategies.sandwich import Sandwich
-from onefit.training.strategies.sorted import Sorted, nested_configs
+from onefit.training.strategies.sortednet import Sorted, nested_configs
 
-STRATEGIES: Registry[Strategy] = Registry("training strategy")
+TRAINING_STRATEGIES: Registry[Strategy] = Registry("training strategy")
+register_strategy = TRAINING_STRATEGIES.register
 for _cls in (Sandwich, ProgressiveShrinking, DelayedShrinking, Sorted):
-    STRATEGIES.register(_cls.name)(_cls)
+    register_strategy(_cls.name)(_cls)
 
 
 def create_strategy(name: str, **kwargs: Any) -> Strategy:
     """Build the training strategy registered as ``name`` (``sandwich``, ``progressive``, ...)."""
-    return STRATEGIES.create(name, **kwargs)
+    return TRAINING_STRATEGIES.create(name, **kwargs)
 
 
 def list_strategies() -> list[str]:
-    return STRATEGIES.names()
+    """Names of the registered training strategies."""
+    return TRAINING_STRATEGIES.names()
 
 
 __all__ = [
-    "STRATEGIES",
+    "TRAINING_STRATEGIES",
     "DelayedShrinking",
     "ProgressiveShrinking",
     "Sandwich",
@@ -36,5 +38,6 @@ __all__ = [
     "create_strategy",
     "list_strategies",
     "nested_configs",
+    "register_strategy",
     "sample_config",
 ]

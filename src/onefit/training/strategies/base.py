@@ -14,7 +14,7 @@ resumed from a checkpoint, or run on several processes, samples the same sub-net
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,10 +79,18 @@ class Strategy(ABC):
     # of all later steps (None: teachers come from within each step).
     frozen_teacher_step: int | None = None
 
-    def setup(self, space: SearchSpace, total_steps: int) -> None:
-        """Called once before training with the space and the planned number of steps."""
+    def setup(
+        self,
+        space: SearchSpace,
+        total_steps: int,
+        *,
+        schedule: Callable[[int], float] | None = None,
+    ) -> None:
+        """Called once before training with the space, the planned number of steps and
+        the learning-rate schedule (step -> learning rate; constant 1 when not given)."""
         self.space = space
         self.total_steps = max(1, total_steps)
+        self.schedule: Callable[[int], float] = schedule or (lambda step: 1.0)
 
     def progress(self, step: int) -> float:
         """Fraction of the training budget done before ``step`` (0 at the first step)."""

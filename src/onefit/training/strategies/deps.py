@@ -24,7 +24,6 @@ summed (its ``gradient_aggregation="sum"``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,11 @@ from onefit.training.strategies.sandwich import Sandwich
 
 
 class DelayedShrinking(Sandwich):
-    """DεpS: full-model warm-up, then sandwich steps with students' weights ramped in."""
+    """DεpS: full-model warm-up, then sandwich steps with students' weights ramped in.
+
+    β follows the effective learning rate: the trainer passes its schedule to
+    :meth:`setup`.
+    """
 
     name = "deps"
 
@@ -56,8 +59,6 @@ class DelayedShrinking(Sandwich):
         self.shrink_start = shrink_start
         self.ramp = ramp
         self.multiplier = multiplier
-        # The trainer installs its schedule so β can follow the effective learning rate.
-        self.schedule: Callable[[int], float] = lambda step: 1.0
 
     def student_weight(self, step: int) -> float:
         """β at ``step``: 0 before the ramp, linear effective-lr warm-up, then ``multiplier``."""

@@ -13,7 +13,7 @@ copy), as in OFA's knowledge-distillation loss.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,8 +53,14 @@ class ProgressiveShrinking(Strategy):
         self.phases = None if phases is None else [dict(p) for p in phases]
         self.num_samples = num_samples
 
-    def setup(self, space: SearchSpace, total_steps: int) -> None:
-        super().setup(space, total_steps)
+    def setup(
+        self,
+        space: SearchSpace,
+        total_steps: int,
+        *,
+        schedule: Callable[[int], float] | None = None,
+    ) -> None:
+        super().setup(space, total_steps, schedule=schedule)
         groups = {dimension_group(n) for n in space.names}
         phases = self.phases if self.phases is not None else _default_phases(groups)
         resolved: list[dict[str, Any]] = []

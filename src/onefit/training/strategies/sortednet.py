@@ -12,6 +12,7 @@ budget without any search.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,8 +56,14 @@ class Sorted(Strategy):
         self.levels = levels
         self.num_samples = num_samples
 
-    def setup(self, space: SearchSpace, total_steps: int) -> None:
-        super().setup(space, total_steps)
+    def setup(
+        self,
+        space: SearchSpace,
+        total_steps: int,
+        *,
+        schedule: Callable[[int], float] | None = None,
+    ) -> None:
+        super().setup(space, total_steps, schedule=schedule)
         self.chain = nested_configs(space, self.levels)
 
     def tasks(self, step: int, rng: np.random.Generator) -> list[SubnetTask]:
