@@ -218,7 +218,9 @@ def test_bad_input_gives_clear_errors() -> None:
         nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2)
     )
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
-        elasticize("resnet18", _input())  # type: ignore[arg-type]
+        elasticize(18, _input())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"import path is 'package\.module:function'"):
+        elasticize("resnet18", _input())  # a string names the function building a model
     with pytest.raises(TypeError, match="example_input"):
         elasticize(model, [1, 2, 3])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="square images"):

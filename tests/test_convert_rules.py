@@ -19,6 +19,7 @@ from onefit.convert import (
     register_channel_rule,
     unregister_channel_rule,
 )
+from onefit.errors import DuplicateNameError, UnknownNameError
 from onefit.metrics import count
 from tests.conftest import randomize_for_comparison
 
@@ -168,12 +169,14 @@ def test_register_and_unregister() -> None:
         assert name in list_channel_rules()
         rows = {row.layer: row for row in elasticize(_model(), _input(), verbose=False).report.rows}
         assert rows["scale"].op == "Scale"  # one call now, no longer traced into
-        with pytest.raises(ValueError, match="already registered"):
+        with pytest.raises(DuplicateNameError, match="already registered"):
             register_channel_rule(Scale, ScaleRule())
     finally:
         assert unregister_channel_rule(Scale) is rule
     assert name not in list_channel_rules()
-    with pytest.raises(ValueError, match=r"no channel rule registered for .*Scale; registered"):
+    with pytest.raises(
+        UnknownNameError, match=r"no channel rule registered for .*Scale; registered"
+    ):
         unregister_channel_rule(Scale)
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from onefit.errors import DuplicateNameError, UnknownNameError
 from onefit.metrics.counting import Cost, count
 
 # Dimensions of one tensor: (where its input channels are, where its output channels
@@ -204,8 +205,9 @@ def _type_name(layer_type: type) -> str:
 
 def register_channel_rule(layer_type: type[nn.Module], rule: ChannelRule) -> ChannelRule:
     """Teach :func:`onefit.elasticize` how ``layer_type`` (and its subclasses) couples
-    and slices channels; returns ``rule``. Registering a type twice is an error
-    (:func:`unregister_channel_rule` first, or use :func:`channel_rule` for a while).
+    and slices channels; returns ``rule``. Registering a type twice raises
+    :class:`~onefit.errors.DuplicateNameError` (:func:`unregister_channel_rule` first, or
+    use :func:`channel_rule` for a while).
 
     Example:
         >>> import onefit
@@ -242,7 +244,7 @@ def register_channel_rule(layer_type: type[nn.Module], rule: ChannelRule) -> Cha
             "your own subclass of it instead"
         )
     if layer_type in _RULES:
-        raise ValueError(
+        raise DuplicateNameError(
             f"a channel rule for {_type_name(layer_type)} is already registered "
             f"({type(_RULES[layer_type]).__qualname__}); unregister_channel_rule it first"
         )
@@ -251,11 +253,11 @@ def register_channel_rule(layer_type: type[nn.Module], rule: ChannelRule) -> Cha
 
 
 def unregister_channel_rule(layer_type: type[nn.Module]) -> ChannelRule:
-    """Forget the rule for ``layer_type``; returns it. An unregistered type is an error
-    that lists the registered ones."""
+    """Forget the rule for ``layer_type``; returns it. An unregistered type raises
+    :class:`~onefit.errors.UnknownNameError`, listing the registered ones."""
     if layer_type not in _RULES:
         known = ", ".join(list_channel_rules()) or "(none)"
-        raise ValueError(
+        raise UnknownNameError(
             f"no channel rule registered for {_type_name(layer_type)}; registered: {known}"
         )
     return _RULES.pop(layer_type)
