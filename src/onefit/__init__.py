@@ -21,7 +21,7 @@ from onefit.training import TrainConfig, TrainResult, list_strategies, load_supe
 from onefit.version import __version__
 
 # Subpackages used as onefit.metrics..., onefit.search..., onefit.deploy...
-from onefit import deploy, metrics, predictors, profiling, search  # isort: skip
+from onefit import deploy, metrics, predictors, profiling, search, tasks  # isort: skip
 
 __all__ = [
     "ArchConfig",
@@ -54,5 +54,6 @@ __all__ = [
     "register_supernet",
     "run_search",
     "search",
+    "tasks",
     "train",
 ]

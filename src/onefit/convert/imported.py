@@ -90,10 +90,30 @@ def _input_shape(
     return shape
 
 
+def example_cnn(num_classes: int = 1000, in_channels: int = 3, width: int = 32) -> nn.Module:
+    """The model the family builds when no ``factory`` is named: a small residual CNN
+    (a stand-in that shows the family's contract; name your own model's function)."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(width, width, 3, padding=1, bias=False)
+            self.norm = nn.BatchNorm2d(width)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + torch.relu(self.norm(self.conv(x)))
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+        nn.ReLU(), Block(), Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(width, num_classes),
+    )  # fmt: skip
+
+
 @register_supernet("model")
 def imported_supernet(
     *,
-    factory: str,
+    factory: str | None = None,
     factory_kwargs: Mapping[str, Any] | None = None,
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
@@ -105,14 +125,19 @@ def imported_supernet(
 ) -> Supernet:
     """A supernet over the model that ``factory(**factory_kwargs)`` builds.
 
-    ``input_shape`` is one input image ``(channels, side, side)`` (default: from
-    ``in_channels`` and ``image_size``, which the trainer fills in from the data);
+    Without ``factory`` it builds :func:`example_cnn`. ``input_shape`` is one input
+    image ``(channels, side, side)`` (default: from ``in_channels`` and ``image_size``,
+    which the trainer fills in from the data);
     ``num_classes``, when given, must equal the model's number of outputs. ``weights``
     is a state-dict file of the model; ``options`` and further keyword arguments are
     :class:`~onefit.convert.ConversionOptions` fields.
     """
+    if factory is None:
+        factory = f"{__name__}:example_cnn"
+        in_channels, image_size = in_channels or 3, image_size or 224
+        factory_kwargs = {"num_classes": num_classes or 1000, "in_channels": in_channels}
     shape = _input_shape(input_shape, in_channels, image_size)
-    if in_channels is not None and in_channels != shape[0]:
+    if in_channels is not None and input_shape is not None and in_channels != shape[0]:
         raise ValueError(
             f"the data has {in_channels} input channel(s) but input_shape is {list(shape)}"
         )
