@@ -32,7 +32,8 @@ def test_check_passes_constructor_options() -> None:
     [
         (
             ["check", "--supernet", "nope"],
-            "Error: unknown supernet 'nope'; known: bert, mobilenetv3, model, resnet, torchvision, vit",
+            "Error: unknown supernet 'nope'; known: bert, mobilenetv3, model, resnet, "
+            "torchvision, vit",
         ),
         (["check", "-o", "width_mult=-1"], "Error: width_mult must be positive, got -1"),
         (["check", "-o", "oops"], "expected KEY=VALUE, got 'oops'"),
