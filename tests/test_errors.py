@@ -142,7 +142,7 @@ class _FakeTrainer:
 @pytest.fixture
 def fake_trainer(monkeypatch: pytest.MonkeyPatch) -> list[TrainConfig]:
     _FakeTrainer.configs = []
-    monkeypatch.setattr("onefit.training.Trainer", _FakeTrainer)
+    monkeypatch.setattr("onefit.cli.Trainer", _FakeTrainer)
     return _FakeTrainer.configs
 
 
@@ -217,7 +217,7 @@ def test_the_log_of_a_command_with_a_run_dir_goes_into_it(
 ) -> None:
     from onefit.training import TrainingError
 
-    monkeypatch.setattr("onefit.deploy.report.write_report", _raise(TrainingError("it broke")))
+    monkeypatch.setattr("onefit.cli.write_report", _raise(TrainingError("it broke")))
     result = CliRunner().invoke(onefit.cli.cli, ["report", str(tmp_path)])
     assert result.exit_code == 1
     first, second = _lines(result.stderr)
@@ -283,7 +283,7 @@ def test_an_interrupted_run_prints_how_to_continue_and_exits_130(
     from onefit.deploy.quickstart import DemoInterrupted
 
     paused = DemoInterrupted("training paused at step 3/9 (SIGINT); run the same command")
-    monkeypatch.setattr("onefit.deploy.quickstart.run_demo", _raise(paused))
+    monkeypatch.setattr("onefit.cli.run_demo", _raise(paused))
     result = CliRunner().invoke(onefit.cli.cli, ["demo", "--run-dir", str(tmp_path)])
     assert result.exit_code == 130
     assert result.stdout.strip() == str(paused)
