@@ -132,6 +132,10 @@ def imported_supernet(
     is a state-dict file of the model; ``options`` and further keyword arguments are
     :class:`~onefit.convert.ConversionOptions` fields.
     """
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
+                        ("image_size", image_size)):  # fmt: skip
+        if value is not None:
+            check_positive_int(name, value)
     if factory is None:
         factory = f"{__name__}:example_cnn"
         in_channels, image_size = in_channels or 3, image_size or 224
