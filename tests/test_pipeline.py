@@ -74,9 +74,12 @@ def test_custom_cnn_through_python_api_then_fresh_processes(tmp_path: Path) -> N
     result = onefit.train(supernet=net, run_dir=str(run), **FAST)
     assert result.finished
     rebuilt = onefit.load_supernet(run)
+    trained = result.supernet.eval()
     x = torch.randn(3, 1, 8, 8)
-    with torch.no_grad():
-        assert torch.equal(rebuilt(x), result.supernet.eval()(x))
+    for config in (net.space.smallest(), net.space.largest()):
+        rebuilt.set_active(config), trained.set_active(config)
+        with torch.no_grad():
+            assert torch.equal(rebuilt(x), trained(x))
     _check_run_reopens(run)
 
 

@@ -57,8 +57,8 @@ def test_cli_profile_then_search_with_latency_table(run_dir, tmp_path):
     assert len((out / "results.csv").read_text().splitlines()) == 7
     db = sqlite3.connect(out / "results.db")
     kinds = dict(db.execute("SELECT metric, kind FROM measurements GROUP BY metric"))
-    assert kinds == {"accuracy": "measured", "loss": "measured", "macs": "cheap",
-                     "params": "cheap", "latency_ms": "predicted"}  # fmt: skip
+    assert kinds == {"accuracy": "measured", "top5": "measured", "loss": "measured",
+                     "macs": "cheap", "params": "cheap", "latency_ms": "predicted"}  # fmt: skip
     profile = db.execute("SELECT profile FROM measurements WHERE metric='latency_ms'").fetchone()
     assert json.loads(profile[0])["runtime"] == "eager"
     # Running it again resumes: nothing new is evaluated.
