@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -235,15 +235,23 @@ class DataSplits:
         return float(getattr(self.train, "divisor", 1.0))
 
 
+def stack_items(
+    dataset: Samples, indices: Iterable[int], target_dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(input, target)`` items at ``indices`` stacked into ``(inputs, targets)``,
+    targets converted to ``target_dtype`` when given (a batch)."""
+    items = [dataset[int(i)] for i in indices]
+    inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
+    targets = torch.stack([torch.as_tensor(y) for _, y in items])
+    return inputs, targets if target_dtype is None else targets.to(target_dtype)
+
+
 def split_tensors(dataset: Samples) -> tuple[torch.Tensor, torch.Tensor]:
     """Every item of ``dataset`` stacked: ``(inputs, targets)`` (small datasets only)."""
     tensors = getattr(dataset, "tensors", None)
     if callable(tensors):
         return tensors()
-    items = [dataset[i] for i in range(len(dataset))]
-    inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
-    targets = torch.stack([torch.as_tensor(y) for _, y in items])
-    return inputs, targets
+    return stack_items(dataset, range(len(dataset)))
 
 
 def from_datasets(

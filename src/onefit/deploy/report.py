@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from onefit.deploy.card import ModelCard, ModelCardError
-from onefit.deploy.picks import PickError, SearchRecord, load_search
+from onefit.deploy.picks import COST_METRICS, PickError, SearchRecord, load_search
 from onefit.rundir import DEFAULT_SEARCH, RunDir
-from onefit.tasks import TASKS
+from onefit.search.supernet import run_task
 
-COSTS = ("latency_ms", "measured_latency_ms", "peak_memory_bytes", "macs", "params")
+COSTS = COST_METRICS
 LABELS = {
     "latency_ms": "latency (ms, predicted)",
     "measured_latency_ms": "latency (ms)",
@@ -231,7 +231,7 @@ def write_report(
     if metrics:
         sections.append("<h2>Training</h2>")
         # The curves show the primary metric of the task the run trained for.
-        metric = TASKS.get(str(settings.get("task", "classification")))().primary_metric
+        metric = run_task(run_dir).primary_metric
         figure = training_figure(
             metrics, str(settings.get("strategy", "?")), folder / "training.png", metric
         )

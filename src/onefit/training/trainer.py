@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from onefit.data import DataSplits, from_datasets, load_dataset
-from onefit.data.splits import Samples
+from onefit.data.splits import Samples, stack_items
 from onefit.errors import OnefitError
 from onefit.files import read_state_dict
 from onefit.rundir import RunDir
@@ -283,7 +283,7 @@ class Trainer:
         size = self.config.batch_size
         for b in range(start, self.steps_per_epoch):
             indices = order[b * size : (b + 1) * size][self.dist.rank :: self.dist.world_size]
-            yield _collate(self.data.train, indices, self.task.target_dtype)
+            yield stack_items(self.data.train, indices, self.task.target_dtype)
 
     def _run_task(
         self,
@@ -373,11 +373,11 @@ class Trainer:
         if self._eval_cache is None:
             size, dtype = self.config.batch_size, self.task.target_dtype
             calibration = [
-                _collate(self.data.train, torch.arange(b * size, (b + 1) * size), dtype)
+                stack_items(self.data.train, torch.arange(b * size, (b + 1) * size), dtype)
                 for b in range(min(self.config.bn_batches, self.steps_per_epoch))
             ]
             val = [
-                _collate(self.data.val, torch.arange(i, min(i + 256, len(self.data.val))), dtype)
+                stack_items(self.data.val, torch.arange(i, min(i + 256, len(self.data.val))), dtype)
                 for i in range(0, len(self.data.val), 256)
             ]
             self._eval_cache = (
@@ -504,16 +504,6 @@ def _tensorboard_writer(folder: Path) -> Any:
     except ImportError:  # optional: pip install tensorboard (or onefit[tensorboard])
         return None
     return SummaryWriter(log_dir=str(folder))
-
-
-def _collate(
-    dataset: Any, indices: torch.Tensor, dtype: torch.dtype = torch.long
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of ``dataset[i]`` pairs: stacked inputs and targets as ``dtype``."""
-    items = [dataset[int(i)] for i in indices]
-    inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
-    targets = torch.stack([torch.as_tensor(y) for _, y in items]).to(dtype)
-    return inputs, targets
 
 
 def task_of(config: TrainConfig) -> Task:
