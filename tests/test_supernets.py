@@ -1,8 +1,10 @@
 """Conformance suite: every registered supernet family must pass every test here.
 
 Families are built through the common constructor contract ``create_supernet(name,
-num_classes=..., in_channels=..., image_size=...)``, so a newly registered family is
-checked without touching this file.
+num_classes=..., image_size=...)`` and fed through their ``input_spec`` (image batches or
+token ids), so a newly registered family is checked without touching this file. Tests
+about image inputs (channels, resolutions) run over the families that read images, and
+their token-id counterparts over the families that read tokens.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from onefit.supernets import Supernet
 from tests.conftest import calibrate_batchnorm, randomize_for_comparison
 
 
-def _reads_images(family: str) -> bool:
-    with torch.device("meta"):  # only the class attribute is needed: no memory for weights
-        return onefit.create_supernet(family, num_classes=2).input_dtype.is_floating_point
+def _input_kind(family: str) -> str:
+    with torch.device("meta"):  # only the input spec is needed: no memory for weights
+        return onefit.create_supernet(family, num_classes=2).input_spec.kind
 
 
-# Image families; text families (token-id inputs: bert) have their own suite in test_bert.py.
-FAMILIES = [family for family in onefit.list_supernets() if _reads_images(family)]
+FAMILIES = onefit.list_supernets()
+IMAGE_FAMILIES = [family for family in FAMILIES if _input_kind(family) == "image"]
+TOKEN_FAMILIES = [family for family in FAMILIES if _input_kind(family) == "tokens"]
 N_RANDOM = 50
 ATOL = 1e-5
 
@@ -39,9 +42,30 @@ def family(request: pytest.FixtureRequest) -> str:
 
 def _build(family: str, seed: int = 0) -> Supernet:
     torch.manual_seed(seed)
-    net = onefit.create_supernet(family, num_classes=10, in_channels=3, image_size=32)
+    net = onefit.create_supernet(family, num_classes=10, image_size=32)
     randomize_for_comparison(net, seed=seed)
     return calibrate_batchnorm(net, _batch(net, net.space.largest(), n=8, seed=seed + 1))
+
+
+@pytest.fixture(params=IMAGE_FAMILIES)
+def image_family(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=TOKEN_FAMILIES)
+def token_family(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.parametrize("length", [1, 8, 128])
+def test_family_works_at_every_sequence_length(token_family: str, length: int) -> None:
+    net = onefit.create_supernet(token_family, num_classes=7, image_size=length, vocab_size=50)
+    config = net.eval().space.smallest()
+    net.set_active(config)
+    with torch.no_grad():
+        assert net(net.example_input(3, config)).shape == (3, 7)
+    assert net.input_shape(config) == (length,)
+    assert net.macs(config) == onefit.count(net.extract(config), (length,), dtype=torch.long).macs
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +78,12 @@ def _configs(net: Supernet) -> list:
 
 
 def _batch(net: Supernet, config, n: int = 2, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n, *net.input_shape(config), generator=gen)
+    return net.input_spec.example(n, config, seed=seed)
+
+
+def _in_float64(net: Supernet, x: torch.Tensor) -> torch.Tensor:
+    """``x`` as the float64 copy of ``net`` reads it (token ids stay integers)."""
+    return x.double() if x.is_floating_point() else x
 
 
 def test_space_has_resolution_and_largest_is_default(family: str) -> None:
@@ -79,7 +107,7 @@ def test_extracted_models_equal_the_supernet_and_its_analytic_cost(supernet: Sup
         assert expected.abs().max() > 0.1
         assert (expected[0] - expected[1]).abs().max() > 1e-3
         worst = max(worst, (got - expected).abs().max().item())
-        measured = onefit.count(static, supernet.input_shape(config))
+        measured = onefit.count(static, supernet.input_shape(config), dtype=supernet.input_dtype)
         assert measured == supernet.cost(config), config
         assert supernet.macs(config) == measured.macs and supernet.params(config) == measured.params
         assert supernet.active_config == config  # extract leaves the supernet as it was
@@ -148,8 +176,8 @@ def test_sorting_channels_keeps_the_largest_network_function(family: str) -> Non
         p.mul_(torch.rand_like(p) + 0.5)
     large, small = net.space.largest(), net.space.smallest()
     net.set_active(large)
-    calibrate_batchnorm(net, _batch(net, large, n=8, seed=2).double())
-    x = _batch(net, large).double()
+    calibrate_batchnorm(net, _in_float64(net, _batch(net, large, n=8, seed=2)))
+    x = _in_float64(net, _batch(net, large))
     before = net(x)
     net.set_active(small)
     small_before = net(x)
@@ -178,9 +206,37 @@ def test_training_mode_backward_reaches_shared_weights(family: str) -> None:
         ((3, 32, 32), r"expected a 4-D batch"),
     ],
 )
-def test_bad_input_gives_a_clear_error(supernet: Supernet, shape: tuple, message: str) -> None:
+def test_bad_image_input_gives_a_clear_error(image_family: str, shape: tuple, message: str) -> None:
+    net = onefit.create_supernet(image_family, num_classes=10, image_size=32)
     with pytest.raises(ValueError, match=message):
-        supernet(torch.zeros(shape))
+        net(torch.zeros(shape))
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        (torch.zeros(2, 32), r"expected integer token ids of shape \(N, 32\), got torch.float32"),
+        (torch.zeros(2, 16, dtype=torch.long), r"of shape \(N, 32\), got torch.int64 \(2, 16\)"),
+        (torch.zeros(32, dtype=torch.long), r"of shape \(N, 32\)"),
+        (torch.full((2, 32), 10_000), r"token ids must lie in 0\.\.999 \(vocab_size=1000\)"),
+        (torch.full((2, 32), -1), r"token ids must lie in 0\.\.999"),
+    ],
+)
+def test_bad_token_input_gives_a_clear_error(
+    token_family: str, batch: torch.Tensor, message: str
+) -> None:
+    net = onefit.create_supernet(token_family, num_classes=10, image_size=32, vocab_size=1000)
+    with pytest.raises(ValueError, match=message):
+        net(batch)
+
+
+def test_every_input_is_checked_by_the_spec(supernet: Supernet) -> None:
+    with pytest.raises(TypeError, match=r"expected a torch\.Tensor"):
+        supernet([[0.0]])
+    good = _batch(supernet, supernet.space.largest())
+    supernet.input_spec.check(good)  # an example batch is always a valid one
+    assert good.dtype == supernet.input_dtype
+    assert tuple(good.shape[1:]) == supernet.input_shape(supernet.space.largest())
 
 
 def test_bad_config_gives_a_clear_error(supernet: Supernet) -> None:
@@ -201,9 +257,11 @@ def test_bad_config_gives_a_clear_error(supernet: Supernet) -> None:
 
 
 @pytest.mark.parametrize(("in_channels", "image_size"), [(1, 8), (1, 28), (3, 32), (3, 224)])
-def test_family_works_at_every_input_size(family: str, in_channels: int, image_size: int) -> None:
+def test_family_works_at_every_image_size(
+    image_family: str, in_channels: int, image_size: int
+) -> None:
     net = onefit.create_supernet(
-        family, num_classes=7, in_channels=in_channels, image_size=image_size
+        image_family, num_classes=7, in_channels=in_channels, image_size=image_size
     )
     net.eval().set_smallest()
     r = max(net.resolutions)

@@ -141,7 +141,7 @@ class ElasticBert(Supernet):
         super().__init__()
         for name, value in [("num_classes", num_classes), ("vocab_size", vocab_size),
                             ("image_size", image_size), ("type_vocab_size", type_vocab_size),
-                            ("head_dim", head_dim)]:  # fmt: skip
+                            ("head_dim", head_dim), ("in_channels", in_channels)]:  # fmt: skip
             check_positive_int(name, value)
         if in_channels != 1:
             raise ValueError(f"a BERT supernet reads token ids (in_channels=1), got {in_channels}")
