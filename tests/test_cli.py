@@ -41,7 +41,7 @@ def test_check_passes_constructor_options() -> None:
         (["check", "--image-size", "big"], "'big' is not a valid integer"),
         (["check", "--no-such-flag"], "No such option"),
         (["nosuchcommand"], "No such command"),
-        (["profile", "--runtime", "tvm"], "unknown runtime 'tvm'; registered: compile, eager"),
+        (["profile", "--runtime", "tvm"], "unknown runtime 'tvm'; known: compile, eager"),
         (["profile", "--repeats", "0"], "repeats must be an integer >= 1, got 0"),
         (["profile", "--device", "tpu"], "cannot run on 'tpu' here; available devices"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 from importlib import metadata
@@ -20,11 +21,41 @@ from onefit.metrics import (
     peak_memory,
 )
 from onefit.metrics.latency import time_runs
-from onefit.metrics.runtimes import OnnxRuntime, export_onnx
+from onefit.metrics.runtimes import (
+    OnnxRuntime,
+    create_runtime,
+    export_onnx,
+    list_runtimes,
+)
 
 pytest.importorskip("onnxruntime")
 
+# The runtimes the timing comparisons below run on (torch.compile's warm-up makes them
+# slow there); every registered runtime goes through the conformance test that follows.
 RUNTIMES = ["eager", "onnxruntime"]
+
+
+@pytest.mark.parametrize("name", list_runtimes())
+def test_every_runtime_computes_the_eager_outputs_and_is_timed(name):
+    runtime = create_runtime(name)
+    assert runtime.name == name and runtime.install_hint.startswith("pip install")
+    if not runtime.available():
+        pytest.skip(f"runtime {name!r} is not installed here ({runtime.install_hint})")
+    assert "cpu" in runtime.devices()
+    runtime.check("cpu")
+    with pytest.raises(RuntimeUnavailableError, match=r"cannot run on 'tpu' here"):
+        runtime.check("tpu")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+    out = runtime.prepare(copy.deepcopy(model), x, "cpu", threads=1)()
+    got = torch.as_tensor(out[0] if isinstance(out, (list, tuple)) else out)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    result = measure_latency(model, (3, 8, 8), runtime=name, threads=1, warmup=1, repeats=3)
+    assert math.isfinite(result.median_ms) and result.median_ms > 0
+    assert result.profile.runtime == name and len(result.samples_ms) == 3
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +193,3 @@ def test_peak_memory_grows_with_resolution(net):
     low = peak_memory(net.extract(small), net.input_shape(small)).activations_bytes
     high = peak_memory(net.extract(large), net.input_shape(large)).activations_bytes
     assert high > 8 * low > 0
-
-
-def test_torch_compile_runtime_measures_a_small_model():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
-    result = measure_latency(model, (3, 8, 8), runtime="compile", threads=1, warmup=2, repeats=5)
-    assert math.isfinite(result.median_ms) and result.median_ms > 0
-    assert result.profile.runtime == "compile"

@@ -6,7 +6,9 @@ registry is checked the day it is added. Each must have, in the module that defi
 ``register_X`` (a decorator), ``create_X`` and ``list_Xs``; an unknown name raises
 :class:`onefit.errors.UnknownNameError` listing the known names; a second registration
 under a taken name raises :class:`onefit.errors.DuplicateNameError`; no two registries
-share a kind or a constant name.
+share a kind or a constant name. And each registry has a conformance suite that runs
+every registered member (:data:`MEMBER_SUITES`), so a new plug-in is tested the day it is
+registered.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import inspect
 import pkgutil
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -67,6 +70,19 @@ def _registries() -> list[Found]:
 
 REGISTRIES = _registries()
 
+# Where each registry's members are tested, and the verb that test is parametrized over
+# (so the suite runs every registered name, never a list kept in the test).
+MEMBER_SUITES = {
+    "supernet": ("test_supernets.py", "onefit.list_supernets()"),
+    "training strategy": ("test_strategies.py", "TRAINING_STRATEGIES.names()"),
+    "search strategy": ("test_search.py", "list_search_strategies()"),
+    "runtime": ("test_latency.py", "list_runtimes()"),
+    "dataset": ("test_data.py", "DATASETS.names()"),
+    "predictor": ("test_predictors.py", "list_predictors()"),
+    "zero-cost proxy": ("test_proxies.py", "set(list_proxies())"),
+    "task": ("test_tasks.py", "list_tasks()"),
+}
+
 
 def _plural(stem: str) -> str:
     return stem[:-1] + "ies" if stem.endswith("y") else stem + "s"
@@ -113,6 +129,17 @@ def test_the_walk_finds_every_family_of_plug_ins() -> None:
     kinds = {found.registry.kind for found in REGISTRIES}
     assert {"supernet", "training strategy", "search strategy", "runtime", "dataset"} <= kinds
     assert len(REGISTRIES) >= 7
+
+
+@pytest.mark.parametrize("found", REGISTRIES, ids=lambda found: found.constant)
+def test_every_registry_has_a_suite_over_all_its_members(found: Found) -> None:
+    assert found.registry.kind in MEMBER_SUITES, (
+        f"registry {found.registry.kind!r} ({found.constant}) has no member conformance "
+        "suite; write one parametrized over its list verb and add it to MEMBER_SUITES"
+    )
+    module, verb = MEMBER_SUITES[found.registry.kind]
+    source = (Path(__file__).parent / module).read_text()
+    assert verb in source, f"{module} does not run over {verb}"
 
 
 def test_no_two_registries_share_a_kind_or_a_constant_name() -> None:

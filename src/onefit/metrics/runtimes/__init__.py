@@ -16,7 +16,14 @@ from onefit.metrics.runtimes.base import Runtime, RuntimeUnavailableError
 from onefit.metrics.runtimes.compiled import CompiledRuntime
 from onefit.metrics.runtimes.eager import EagerRuntime
 from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
+from onefit.errors import UnknownNameError
 from onefit.registry import Registry
+
+
+class UnknownRuntimeError(UnknownNameError, RuntimeUnavailableError):
+    """A runtime name nobody registered: the registry's unknown-name error, and also a
+    :class:`RuntimeUnavailableError` (what code measuring latency already catches)."""
+
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
 register_runtime = RUNTIMES.register
@@ -37,11 +44,11 @@ def list_runtimes() -> list[str]:
 
 def get_runtime(name: str) -> Runtime:
     """The runtime registered as ``name``; an unknown name raises
-    :class:`RuntimeUnavailableError` listing the registered and the installed ones."""
+    :class:`UnknownRuntimeError` listing the registered and the installed ones."""
     if name not in RUNTIMES:
         available = [n for n in RUNTIMES.names() if RUNTIMES.create(n).available()]
-        raise RuntimeUnavailableError(
-            f"unknown runtime {name!r}; registered: {', '.join(RUNTIMES.names())}; "
+        raise UnknownRuntimeError(
+            f"unknown runtime {name!r}; known: {', '.join(RUNTIMES.names())}; "
             f"installed here: {', '.join(available) or '(none)'}"
         )
     return RUNTIMES.create(name)
@@ -54,6 +61,7 @@ __all__ = [
     "OnnxRuntime",
     "Runtime",
     "RuntimeUnavailableError",
+    "UnknownRuntimeError",
     "create_runtime",
     "export_onnx",
     "get_runtime",
