@@ -445,7 +445,7 @@ def test_the_schema_refuses_what_the_loader_refuses():
     document = example_card().to_dict()
     for damaged in (
         {k: v for k, v in document.items() if k != "macs"},
-        document | {"schema": "onefit-model-card/2"},
+        document | {"schema": "onefit-model-card/3"},
         document | {"extra": 1},
         document | {"evaluation": document["evaluation"] | {"fp32": "high"}},
     ):
@@ -483,8 +483,8 @@ def _without(document: dict[str, Any], dotted: str) -> dict[str, Any]:
         (lambda d: d | {"latency_int8": 3}, "field 'latency_int8': expected an object, got 3"),
         (lambda d: d | {"notes": "hi"}, "unknown field 'notes'"),
         (
-            lambda d: d | {"schema": "onefit-model-card/2"},
-            f"schema is 'onefit-model-card/2'; onefit {__version__} reads 'onefit-model-card/1'",
+            lambda d: d | {"schema": "onefit-model-card/3"},
+            f"schema is 'onefit-model-card/3'; onefit {__version__} reads 'onefit-model-card/2'",
         ),
         (lambda d: _without(d, "schema"), "no 'schema' field"),
         (lambda d: [d], "a model card is a JSON object, got list"),

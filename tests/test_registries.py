@@ -81,6 +81,7 @@ MEMBER_SUITES = {
     "predictor": ("test_predictors.py", "list_predictors()"),
     "zero-cost proxy": ("test_proxies.py", "set(list_proxies())"),
     "task": ("test_tasks.py", "list_tasks()"),
+    "augmentation recipe": ("test_loader.py", "list_recipes()"),
 }
 
 

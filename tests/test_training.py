@@ -24,6 +24,7 @@ from onefit.training import (
     list_strategies,
     train,
 )
+from onefit.training.trainer import TIMING_KEYS
 
 # A small but real setting: a reduced MobileNetV3 space at half width on 8x8 digits.
 SMALL_SPACE = {"width_mult": 0.5, "depths": [1, 2], "expand_ratios": [2, 3], "kernel_sizes": [3, 5]}
@@ -68,13 +69,22 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
         assert torch.equal(sa[key], sb[key]), key
 
 
+def _results(history: list[dict]) -> list[dict]:
+    """Epoch records without their timings (which differ between identical runs)."""
+    return [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history]
+
+
 @pytest.mark.parametrize(
-    ("strategy", "pause_at"), [("sandwich", 7), ("progressive", 25), ("deps", 20), ("sorted", 22)]
-)
+    ("strategy", "pause_at", "augment"),
+    [("sandwich", 7, "cifar"), ("progressive", 25, "none"), ("deps", 20, "none"),
+     ("sorted", 22, "cifar")],
+)  # fmt: skip
 def test_resumed_run_equals_uninterrupted_run(
-    strategy: str, pause_at: int, digits, tmp_path: Path
+    strategy: str, pause_at: int, augment: str, digits, tmp_path: Path
 ) -> None:
+    # Two loader workers, and random crops and flips drawn in them for two strategies.
     settings = {**FAST, "strategy": strategy, "epochs": 2, "strategy_kwargs": {}}
+    settings.update(num_workers=2, augment=augment)
     if strategy in ("sandwich", "deps"):
         settings["strategy_kwargs"] = {"num_random": 1}
     full = train(settings, run_dir=str(tmp_path / "full"), data=digits)
@@ -85,8 +95,28 @@ def test_resumed_run_equals_uninterrupted_run(
     resumed = train(settings, run_dir=str(tmp_path / "resumed"), data=digits)
     assert resumed.finished and resumed.steps == full.steps == 2 * 22
     _same_weights(full.supernet, resumed.supernet)
-    strip = [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in full.history]
-    assert strip == [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in resumed.history]
+    assert _results(full.history) == _results(resumed.history)
+
+
+def test_workers_and_augmentation_give_the_same_run_as_reading_in_process(
+    digits, tmp_path: Path
+) -> None:
+    settings = {**FAST, "epochs": 1, "augment": "cifar", "augment_kwargs": {"mixup_alpha": 0.2}}
+    runs = [
+        train(
+            {**settings, "num_workers": workers}, run_dir=str(tmp_path / str(workers)), data=digits
+        )
+        for workers in (0, 2)
+    ]
+    _same_weights(runs[0].supernet, runs[1].supernet)
+    assert _results(runs[0].history) == _results(runs[1].history)
+    # ... and augmentation changed the run: the same settings without it differ.
+    plain = train(
+        {**settings, "augment": "none", "augment_kwargs": {}},
+        run_dir=str(tmp_path / "p"),
+        data=digits,
+    )
+    assert plain.history[0]["train_loss"] != runs[0].history[0]["train_loss"]
 
 
 def test_bn_recalibration_changes_statistics_and_helps(digits, tmp_path: Path) -> None:
@@ -256,7 +286,7 @@ def test_elastic_resolution_trains_each_sub_network_at_its_own_size(digits, tmp_
         return forward(x)
 
     trainer.net.forward = recording_forward  # type: ignore[method-assign]
-    images, labels = next(trainer._batches(0, 0))
+    images, labels = next(trainer.batches(0))
     for _ in range(6):
         trainer.train_step(images, labels)
     assert set(seen) == {6, 8}  # largest at 8, smallest at 6, random ones either

@@ -2,15 +2,17 @@
 
 :func:`load_dataset` takes a built-in dataset name (``"digits"``, shipped with
 scikit-learn, no download) or a folder, whose format -- MNIST-style ``idx`` files,
-``cifar`` python batches or an ``imagefolder`` of class sub-folders -- is recognized
-from its file names. :func:`from_tensors` does the same for tensors already in memory.
-Both return :class:`DataSplits`: seeded train/val splits whose items are normalized
-with statistics of the train split. Nothing is ever downloaded.
+``cifar`` python batches, an ``imagefolder`` of class sub-folders (read lazily) or a
+``huggingface`` dataset saved with ``save_to_disk`` -- is recognized from its file
+names. :func:`from_huggingface` takes a ``datasets.Dataset`` in memory and
+:func:`from_tensors` tensors in memory. All return :class:`DataSplits`: seeded
+train/val splits whose items are normalized with statistics of the train split.
+Nothing is ever downloaded.
 
 Example:
     >>> from onefit.data import load_dataset, list_datasets
     >>> list_datasets()
-    ['cifar', 'digits', 'idx', 'imagefolder']
+    ['cifar', 'digits', 'huggingface', 'idx', 'imagefolder']
     >>> splits = load_dataset("digits", val_fraction=0.2, seed=0)
     >>> splits.describe()
     'digits: 1438 train / 359 val images, 1x8x8, 10 classes, mean (0.305,) std (0.376,)'
@@ -21,18 +23,24 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from onefit.data.augment import NoAugment, Recipe, create_recipe, list_recipes
 from onefit.data.base import (
     DATASETS,
     DataError,
     DatasetSource,
+    LazyData,
     RawData,
     create_dataset,
     list_datasets,
     register_dataset,
 )
+from onefit.data.lazy import LazyImages
+from onefit.data.prepare import Stats, check_stats, preprocessing_record, split_lazy
 from onefit.data.splits import (
     DataSplits,
     ImageDataset,
@@ -87,6 +95,9 @@ def load_dataset(
     in_channels: int | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    recipe: Recipe | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> DataSplits:
     """Load a built-in dataset or a dataset folder and split it into train and val.
 
@@ -95,7 +106,11 @@ def load_dataset(
     (``"idx"``, ``"cifar"``, ``"imagefolder"``) skips auto-detection. ``image_size``
     resizes to a square side and ``in_channels`` converts between 1 and 3 channels;
     ``None`` keeps the stored size and channels (ImageFolder: 32 px, RGB). The split
-    puts ``round(val_fraction * N)`` samples, drawn with ``seed``, in ``val``.
+    puts ``round(val_fraction * N)`` samples, drawn with ``seed``, in ``val`` (unless
+    the folder has its own validation split). Items follow ``recipe``'s evaluation
+    transform (default: none); training takes its training transform from the same
+    recipe. ``mean``/``std`` give the normalization statistics instead of computing them
+    on the train split. Image folders are read lazily, one item at a time.
 
     Raises :class:`DataError` (a ``ValueError``) naming the path or file for a missing
     path, an unrecognized folder or a corrupt file.
@@ -111,11 +126,13 @@ def load_dataset(
     """
     check_val_fraction(val_fraction)
     check_options(image_size, in_channels)
+    stats = check_stats(mean, std)
+    recipe = recipe or NoAugment()
     if format is None and isinstance(source, str) and source in DATASETS:
         builtin = DATASETS.create(source)
         if not builtin.needs_path:
             raw = builtin.load(None, image_size=image_size, in_channels=in_channels)
-            return _split(raw, image_size, in_channels, val_fraction, seed)
+            return _split(raw, image_size, in_channels, val_fraction, seed, recipe, stats)
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; {_available()}")
@@ -124,18 +141,22 @@ def load_dataset(
             f"{path}: a file; give the folder that holds the dataset files. {_available()}"
         )
     raw = _pick_format(path, format).load(path, image_size=image_size, in_channels=in_channels)
-    return _split(raw, image_size, in_channels, val_fraction, seed)
+    return _split(raw, image_size, in_channels, val_fraction, seed, recipe, stats)
 
 
 def _split(
-    raw: RawData,
+    raw: RawData | LazyData,
     image_size: int | None,
     in_channels: int | None,
     val_fraction: float,
     seed: int,
+    recipe: Recipe,
+    stats: Stats | None,
 ) -> DataSplits:
+    if isinstance(raw, LazyData):
+        return split_lazy(raw, image_size, val_fraction, seed, recipe, stats)
     images = conform(raw.images, image_size=image_size, in_channels=in_channels)
-    return from_tensors(
+    splits = from_tensors(
         images,
         raw.labels,
         val_fraction=val_fraction,
@@ -143,10 +164,37 @@ def _split(
         name=raw.name,
         classes=raw.classes,
     )
+    if stats is not None:
+        splits = _renormalized(splits, stats)
+    source = "given" if stats is not None else f"computed on all {len(splits.train)} train images"
+    record = preprocessing_record(recipe, splits.image_size, (splits.mean, splits.std), source)
+    if recipe == NoAugment():  # items exactly as stored, scaled and normalized
+        return dataclasses.replace(splits, preprocessing=record)
+    transform = recipe.eval_transform(splits.image_size, mean=splits.mean, std=splits.std)
+    return dataclasses.replace(
+        splits,
+        train=splits.train.with_transform(transform),  # type: ignore[attr-defined]
+        val=splits.val.with_transform(transform),  # type: ignore[attr-defined]
+        preprocessing=record,
+    )
+
+
+def _renormalized(splits: DataSplits, stats: Stats) -> DataSplits:
+    mean, std = stats
+    if len(mean) != splits.in_channels:
+        raise ValueError(
+            f"mean/std give {len(mean)} channel(s), the images have {splits.in_channels}"
+        )
+    rebuilt = [
+        ImageDataset(split._images, split._labels, split.indices, mean=mean, std=std)  # type: ignore[attr-defined]
+        for split in (splits.train, splits.val)
+    ]
+    return dataclasses.replace(splits, train=rebuilt[0], val=rebuilt[1], mean=mean, std=std)
 
 
 # Importing the source modules registers them.
-from onefit.data import cifar, digits, idx, imagefolder  # noqa: E402
+from onefit.data import cifar, digits, huggingface, idx, imagefolder  # noqa: E402
+from onefit.data.huggingface import from_huggingface  # noqa: E402
 
 __all__ = [
     "DATASETS",
@@ -154,17 +202,24 @@ __all__ = [
     "DataSplits",
     "DatasetSource",
     "ImageDataset",
+    "LazyData",
+    "LazyImages",
     "RawData",
+    "Recipe",
     "TokenDataset",
     "cifar",
     "create_dataset",
+    "create_recipe",
     "digits",
     "from_datasets",
+    "from_huggingface",
     "from_tensors",
     "from_tokens",
+    "huggingface",
     "idx",
     "imagefolder",
     "list_datasets",
+    "list_recipes",
     "load_dataset",
     "register_dataset",
     "split_tensors",

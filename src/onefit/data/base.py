@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -51,6 +51,19 @@ class RawData:
     classes: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class LazyData:
+    """A whole dataset that is read item by item (an image folder, a Hugging Face dataset):
+    ``items`` names every sample and decodes one when asked (see :mod:`onefit.data.lazy`)."""
+
+    items: Any  # a onefit.data.lazy.LazyImages over every sample, before the split
+    name: str
+    classes: tuple[str, ...] | None = None
+    # The dataset's own validation split (an image folder's val/ or test/ folder, a
+    # DatasetDict's "validation"), used instead of holding out val_fraction of items.
+    val_items: Any = None
+
+
 class DatasetSource(ABC):
     """One registered dataset or on-disk format.
 
@@ -74,8 +87,10 @@ class DatasetSource(ABC):
     @abstractmethod
     def load(
         self, path: Path | None, *, image_size: int | None, in_channels: int | None
-    ) -> RawData:
-        """Read the whole dataset into memory; raise :class:`DataError` naming a bad file."""
+    ) -> RawData | LazyData:
+        """Read the dataset: all of it into memory (:class:`RawData`, small formats) or an
+        index of its samples to decode per item (:class:`LazyData`); raise
+        :class:`DataError` naming a bad file or folder."""
 
 
 DATASETS: Registry[DatasetSource] = Registry("dataset")

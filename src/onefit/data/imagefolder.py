@@ -1,10 +1,12 @@
 """An image-per-file folder: ``root/<class name>/<image files>``, as torchvision's ImageFolder.
 
 Classes are the sub-folders in sorted name order, so label ``i`` is the ``i``-th name
-whatever order the file system lists them in. Images are read with Pillow, converted to
-RGB (or L for ``in_channels=1``), center-cropped to a square and resized to
-``image_size`` (default 32), and kept in memory as uint8: this format is meant for
-small datasets. A root whose images sit under ``root/train/<class name>/`` works too.
+whatever order the file system lists them in. Only the file list is read up front;
+each image is decoded when its item is asked for (in the data loader's workers during
+training), converted to RGB (or gray for ``in_channels=1``) and fitted to
+``image_size`` (default 32) by the run's recipe, so a folder of any size trains in
+bounded memory. A root whose images sit under ``root/train/<class name>/`` works too;
+then ``root/val/`` (or ``validation/``, ``test/``), when there, is the validation split.
 
 Example:
     >>> ImageFolder().detect(Path("."))
@@ -14,16 +16,17 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
-from onefit.data.base import DataError, DatasetSource, RawData, data_error, register_dataset
+from onefit.data.base import DataError, DatasetSource, LazyData, data_error, register_dataset
+from onefit.data.lazy import FileImages
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 EXPECTED = f"an image folder: root/<class name>/<image files> ({', '.join(EXTENSIONS)})"
 DEFAULT_SIZE = 32
+# Next to root/train/, the first of these that is an image folder is the validation split.
+VAL_FOLDERS = ("val", "validation", "test")
 
 
 def _error(path: Path, problem: str) -> DataError:
@@ -43,36 +46,6 @@ def _is_image_folder(root: Path) -> bool:
     return root.is_dir() and any(_images_in(folder) for folder in _class_folders(root))
 
 
-def _pillow() -> Any:
-    try:
-        from PIL import Image, ImageOps
-    except ImportError as exc:
-        raise ImportError(
-            "the imagefolder format reads images with Pillow: "
-            "pip install pillow (or pip install 'onefit[images]')"
-        ) from exc
-    return Image, ImageOps
-
-
-def _bilinear(image_module: Any) -> Any:
-    # Pillow >= 9.1 keeps filters in Image.Resampling; 9.0 only has the module constant.
-    return getattr(image_module, "Resampling", image_module).BILINEAR
-
-
-def _read_image(path: Path, mode: str, size: int) -> np.ndarray:
-    """One image as a uint8 ``(C, size, size)`` array."""
-    image_module, image_ops = _pillow()
-    try:
-        with image_module.open(path) as image:
-            # fit = center crop to the target's aspect ratio, then resize: a squash would
-            # distort every non-square photo.
-            fitted = image_ops.fit(image.convert(mode), (size, size), _bilinear(image_module))
-    except (OSError, ValueError, image_module.DecompressionBombError) as exc:
-        raise _error(path, f"cannot read this image ({exc})") from None
-    array = np.asarray(fitted, dtype=np.uint8)
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-
-
 @register_dataset("imagefolder")
 class ImageFolder(DatasetSource):
     """``root/<class>/<image>`` (or ``root/train/<class>/<image>``), read with Pillow."""
@@ -84,12 +57,15 @@ class ImageFolder(DatasetSource):
 
     def load(
         self, path: Path | None, *, image_size: int | None, in_channels: int | None
-    ) -> RawData:
+    ) -> LazyData:
         if path is None or not path.is_dir():
             raise _error(Path(str(path)), "not a folder")
-        root = path
+        root, val_root = path, None
         if not _is_image_folder(path) and _is_image_folder(path / "train"):
             root = path / "train"
+            val_root = next(
+                (path / name for name in VAL_FOLDERS if _is_image_folder(path / name)), None
+            )
         classes = _class_folders(root)
         if not classes:
             raise _error(root, "no class sub-folders found")
@@ -99,16 +75,30 @@ class ImageFolder(DatasetSource):
             if not images:
                 raise _error(folder, "class folder holds no image files")
             files += [(image, label) for image in images]
-        _pillow()  # fail on a missing Pillow before reading anything
-        size = image_size or DEFAULT_SIZE
-        mode = "L" if in_channels == 1 else "RGB"
-        pixels = np.empty((len(files), 1 if mode == "L" else 3, size, size), dtype=np.uint8)
-        for i, (file, _) in enumerate(files):
-            pixels[i] = _read_image(file, mode, size)
-        labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-        return RawData(
-            images=torch.from_numpy(pixels),
-            labels=labels,
+        size, channels = image_size or DEFAULT_SIZE, 1 if in_channels == 1 else 3
+        val_items = None
+        if val_root is not None:
+            val_files = _files(val_root, [folder.name for folder in classes])
+            val_items = FileImages(
+                [f for f, _ in val_files], _labels(val_files), size=size, channels=channels
+            )
+        return LazyData(
+            items=FileImages([f for f, _ in files], _labels(files), size=size, channels=channels),
             name=path.resolve().name,
             classes=tuple(folder.name for folder in classes),
+            val_items=val_items,
         )
+
+
+def _labels(files: list[tuple[Path, int]]) -> torch.Tensor:
+    return torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+def _files(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """The images of a validation folder, labelled by the training folder's class names."""
+    found = [folder.name for folder in _class_folders(root)]
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise _error(root, f"class folders {unknown} are not among the training classes")
+    return [(image, label) for label, name in enumerate(classes) for image in
+            (_images_in(root / name) if (root / name).is_dir() else [])]  # fmt: skip

@@ -17,9 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import numbers
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -103,7 +104,9 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
     """One split: items ``(image, label)``, the image float32 ``C x H x W``, normalized.
 
     ``indices`` are the positions of this split's samples in the stored tensor, which
-    train and val share (no copy is made).
+    train and val share (no copy is made). ``transform``, when given, maps one stored
+    image to the item (an augmentation recipe's, see :mod:`onefit.data.augment`) in place
+    of plain scaling and normalization.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         *,
         mean: Sequence[float],
         std: Sequence[float],
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self._images = images
         self._labels = labels
@@ -121,6 +125,13 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         self._divisor = _divisor(images)
         self._mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.transform = transform
+
+    def with_transform(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> ImageDataset:
+        """The same samples through ``transform`` (nothing is copied)."""
+        view = copy.copy(self)
+        view.transform = transform
+        return view
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -135,7 +146,9 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         position = self.indices[index]
-        return self._normalize(self._images[position]), int(self._labels[position])
+        stored = self._images[position]
+        image = self._normalize(stored) if self.transform is None else self.transform(stored)
+        return image, int(self._labels[position])
 
     @property
     def labels(self) -> torch.Tensor:
@@ -144,6 +157,8 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All items at once: ``(x, y)`` with x float32 ``(N, C, H, W)`` (small datasets only)."""
+        if self.transform is not None:
+            return torch.stack([self[i][0] for i in range(len(self))]), self.labels
         return self._normalize(self._images[self.indices]), self.labels
 
 
@@ -197,6 +212,9 @@ class DataSplits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...]
+    # How items are made: the recipe, the size, the statistics and where they came from
+    # (recorded in the run and in model cards); empty for plain in-memory tensors.
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         """A one-line summary.

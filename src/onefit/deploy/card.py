@@ -9,7 +9,7 @@ needed to use the model: the input shape and preprocessing, the class names, the
 config and the supernet it was cut from.
 
 The file is :meth:`ModelCard.to_dict` as JSON. It is marked ``"schema":
-"onefit-model-card/1"`` (:data:`SCHEMA`), and ``schemas/model_card.schema.json`` in the
+"onefit-model-card/2"`` (:data:`SCHEMA`), and ``schemas/model_card.schema.json`` in the
 repository describes it for readers without onefit. :meth:`ModelCard.load` checks the
 schema version and every field's presence and type, and raises :class:`ModelCardError`
 naming the field for a damaged file or one of another version.
@@ -31,7 +31,7 @@ Example:
     >>> card.save(path)
     >>> loaded = ModelCard.load(path)
     >>> loaded == card, loaded.schema, loaded.evaluation.metric, loaded.evaluation.figures()
-    (True, 'onefit-model-card/1', 'accuracy', {'fp32': 0.9})
+    (True, 'onefit-model-card/2', 'accuracy', {'fp32': 0.9})
     >>> ModelCard.from_dict({**card.to_dict(), "macs": "many"})
     Traceback (most recent call last):
     ...
@@ -55,7 +55,9 @@ from onefit.space import ArchConfig
 from onefit.version import __version__
 
 #: Bumped whenever a field is added, removed, renamed or changes meaning.
-SCHEMA_VERSION = 1
+# 2: preprocessing records the training recipe, the evaluation transform and where the
+# statistics came from.
+SCHEMA_VERSION = 2
 #: The value of a card's ``schema`` field.
 SCHEMA = f"onefit-model-card/{SCHEMA_VERSION}"
 #: How raw pixels become the model's input (the fields of :class:`Preprocessing`).
@@ -84,6 +86,12 @@ class Preprocessing:
     mean: tuple[float, ...]  # per channel, of the training split after divide_by
     std: tuple[float, ...]  # per channel, same
     formula: str = FORMULA
+    # Before resize_to: how a stored image became an evaluation input of the data's size
+    # (e.g. "resize shorter side to 37, center crop 32"), and where mean/std came from.
+    eval_transform: str = "none (images as stored)"
+    statistics: str = "computed on the train split"
+    # The augmentation the supernet was trained with (onefit.data.augment), for the record.
+    training_recipe: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -80,6 +80,21 @@ EXPORT_FORMAT = "onefit-export/1"
 TOLERANCE = 1e-4
 
 
+def _preprocessing(data: DataSplits, resolution: int) -> Preprocessing:
+    """The card's preprocessing: what the data recorded of its recipe and statistics."""
+    record = data.preprocessing
+    defaults = Preprocessing(resize_to=(resolution, resolution), divide_by=1, mean=(), std=())
+    return Preprocessing(
+        resize_to=(resolution, resolution),
+        divide_by=data.divisor,
+        mean=data.mean,
+        std=data.std,
+        eval_transform=str(record.get("eval_transform", defaults.eval_transform)),
+        statistics=str(record.get("statistics", defaults.statistics)),
+        training_recipe=dict(record.get("recipe", defaults.training_recipe)),
+    )
+
+
 class ExportError(UserError):
     """The export cannot be made as asked (unknown format, --int8 without ONNX...)."""
 
@@ -332,12 +347,7 @@ def export(
         config=config,
         input=InputSpec(
             shape=(1, *shape),
-            preprocessing=Preprocessing(
-                resize_to=(resolution, resolution),
-                divide_by=data.divisor,
-                mean=data.mean,
-                std=data.std,
-            ),
+            preprocessing=_preprocessing(data, resolution),
         ),
         classes=data.classes,
         params=cost.params,

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from onefit.data import DataSplits, load_dataset
+from onefit.data import DataSplits, create_recipe, load_dataset
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import measure_latency
 from onefit.metrics.memory import peak_memory
@@ -61,10 +61,18 @@ def run_data(run_dir: str | Path) -> DataSplits:
             f"{run_dir} was trained on data passed in memory ({settings.get('data')}), which "
             "onefit cannot reload; pass the same data again (data=...)"
         )
+    # The same items as training evaluated on: its recipe's evaluation transform and its
+    # recorded statistics (a lazy dataset's sampled ones are not sampled again).
+    recorded: Mapping[str, Any] = settings.get("preprocessing") or {}  # type: ignore[assignment]
+    augment_kwargs: Mapping[str, Any] = settings.get("augment_kwargs") or {}  # type: ignore[assignment]
     return load_dataset(
         str(settings["dataset"]),
         val_fraction=float(settings["val_fraction"]),  # type: ignore[arg-type]
         seed=int(settings["seed"]),  # type: ignore[call-overload]
+        image_size=settings.get("image_size"),  # type: ignore[arg-type]
+        recipe=create_recipe(str(settings.get("augment", "none")), **augment_kwargs),
+        mean=recorded.get("mean") or None,
+        std=recorded.get("std") or None,
     )
 
 

@@ -9,6 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from onefit.data.augment import Recipe, create_recipe
+from onefit.data.loader import BAD_ITEM_POLICIES
+
+AMP_DTYPES = ("auto", "bfloat16", "float16")
+
 
 @dataclass
 class TrainConfig:
@@ -26,6 +31,23 @@ class TrainConfig:
     supernet_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "digits"  # a dataset name or a folder (onefit.data.load_dataset)
     val_fraction: float = 0.2  # held out of the training files for validation
+    # The side images are brought to; None keeps the stored size (image folders: 32).
+    image_size: int | None = None
+
+    # Input pipeline. Augmentation recipes (onefit.data.list_recipes()): "none", "cifar"
+    # (pad-4 crop, flip), "imagenet" (random-resized crop, flip; 0.875 center-crop
+    # evaluation); augment_kwargs: auto_augment="randaugment"|"trivialaugment",
+    # mixup_alpha, cutmix_alpha and the recipe's own (padding, scale, crop_ratio).
+    augment: str = "none"
+    augment_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Normalization statistics per channel; empty: computed on the train split.
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    # Loader worker processes per training process; None: one core per process kept for
+    # training, at most 8 (onefit.data.loader.default_workers). 0 reads in the process.
+    num_workers: int | None = None
+    bad_items: str = "error"  # an unreadable sample: "error" names it; "skip" warns
+    log_every: int = 20  # steps between reading losses back from the device
     strategy: str = "sandwich"  # BigNAS's rule: the strongest default in the literature
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     # What the outputs mean (onefit.tasks.list_tasks()): the loss, the distillation loss
@@ -56,6 +78,10 @@ class TrainConfig:
     seed: int = 0  # weights, data order, sub-network sampling: all follow it
     device: str = "auto"  # "auto": CUDA when available, else CPU
     amp: bool = True  # automatic mixed precision (used on CUDA only)
+    # "auto": bfloat16 where the GPU supports it (no loss scaling), else float16 with a
+    # gradient scaler; or "bfloat16" / "float16".
+    amp_dtype: str = "auto"
+    channels_last: bool = True  # NHWC memory format for image supernets on CUDA
     run_dir: str = "runs/default"
     progress: bool = True  # progress bars (rank 0 only)
     tensorboard: bool = True  # also log epoch metrics to RUN_DIR/tensorboard when installed
@@ -89,8 +115,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        values["eval_configs"] = list(self.eval_configs)
+        for name in ("eval_configs", "mean", "std"):
+            values[name] = list(getattr(self, name))
         return values
+
+    def recipe(self) -> Recipe:
+        """The augmentation recipe these settings name, with its options."""
+        return create_recipe(self.augment, **self.augment_kwargs)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
@@ -108,12 +139,20 @@ class TrainConfig:
             ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, "in [0, epochs]"),
             ("grad_clip", self.grad_clip >= 0, ">= 0"),
             ("optimizer", self.optimizer in ("sgd", "adamw"), "'sgd' or 'adamw'"),
+            ("amp_dtype", self.amp_dtype in AMP_DTYPES, f"one of {list(AMP_DTYPES)}"),
+            ("bad_items", self.bad_items in BAD_ITEM_POLICIES, f"one of {list(BAD_ITEM_POLICIES)}"),
+            ("log_every", self.log_every >= 1, ">= 1"),
+            ("num_workers", self.num_workers is None or self.num_workers >= 0, ">= 0 or null"),
+            ("image_size", self.image_size is None or self.image_size >= 1, ">= 1 or null"),
+            ("std", all(s > 0 for s in self.std), "> 0 for every channel"),
+            ("mean", len(self.mean) == len(self.std), "given with std, one value per channel"),
         ]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(
                     f"training setting {name}={getattr(self, name)!r} must be {allowed}"
                 )
+        self.recipe()  # an unknown recipe or option fails here, before any data is read
         for name in self.eval_configs:
             if name not in ("smallest", "largest") and not name.startswith("{"):
                 raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +35,7 @@ class TrainProgress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),
+                TextColumn("{task.fields[speed]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=self.console,
@@ -56,14 +58,24 @@ class TrainProgress:
             if self._task is not None:
                 self._progress.remove_task(self._task)
             self._task = self._progress.add_task(
-                f"epoch {epoch + 1}/{epochs}", total=steps, completed=done, loss="-"
+                f"epoch {epoch + 1}/{epochs}", total=steps, completed=done, loss="-", speed=""
             )
 
-    def advance(self, loss: float) -> None:
-        self._loss_sum += loss
-        self._count += 1
+    def advance(self, losses: Sequence[float], rates: tuple[float, float]) -> None:
+        """``losses`` of the steps since the last call; ``rates``: images per second and
+        the share of time spent waiting for data."""
+        if not losses:
+            return
+        self._loss_sum += sum(losses)
+        self._count += len(losses)
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, loss=f"{self._loss_sum / self._count:.4f}")
+            images_per_second, data_wait = rates
+            self._progress.update(
+                self._task,
+                advance=len(losses),
+                loss=f"{self._loss_sum / self._count:.4f}",
+                speed=f"{images_per_second:,.0f} img/s, data wait {data_wait:.0%}",
+            )
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -75,5 +87,6 @@ class TrainProgress:
         loss_text = f"{loss:.4f}" if loss is not None else "-"
         self.console.print(
             f"epoch {record['epoch']}: train loss {loss_text}, val accuracy: {accuracies} "
-            f"({record['epoch_seconds']:.1f}s)"
+            f"({record['epoch_seconds']:.1f}s, {record['images_per_second']:,.0f} img/s, "
+            f"data wait {record['data_wait_share']:.0%})"
         )

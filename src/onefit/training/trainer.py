@@ -25,7 +25,17 @@ import torch
 from torch import nn
 
 from onefit.data import DataSplits, from_datasets, load_dataset
-from onefit.data.splits import Samples, stack_items
+from onefit.data.lazy import LazyImages
+from onefit.data.loader import (
+    EpochBatches,
+    InOrder,
+    ProblemReport,
+    close_loader,
+    default_workers,
+    make_loader,
+)
+from onefit.data.prepare import training_view
+from onefit.data.splits import Samples
 from onefit.errors import OnefitError
 from onefit.files import read_state_dict
 from onefit.rundir import RunDir
@@ -41,6 +51,9 @@ from onefit.training.progress import TrainProgress
 from onefit.training.strategies import Strategy, SubnetTask, create_strategy
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+# The entries of an epoch record that are measured time, not results: they differ
+# between two otherwise identical runs.
+TIMING_KEYS = ("epoch_seconds", "images_per_second", "data_wait_share")
 
 
 class TrainingError(OnefitError, RuntimeError):
@@ -146,10 +159,19 @@ class Trainer:
         self.paths = RunDir(self.run_dir)
         # Data passed in memory cannot be reloaded from the run's settings by later stages.
         self.data_source = "dataset" if data is None else "memory"
+        self.recipe = config.recipe()
         self.data = (
             data
             if data is not None
-            else load_dataset(config.dataset, val_fraction=config.val_fraction, seed=config.seed)
+            else load_dataset(
+                config.dataset,
+                val_fraction=config.val_fraction,
+                seed=config.seed,
+                image_size=config.image_size,
+                recipe=self.recipe,
+                mean=config.mean or None,
+                std=config.std or None,
+            )
         )
         self.task = task_of(config)
         torch.manual_seed(config.seed)
@@ -190,11 +212,52 @@ class Trainer:
         self.schedule = cosine_schedule(config.lr, self.total_steps, warmup)
         self.strategy.setup(self.net.space, self.total_steps, schedule=self.schedule)
         self.optimizer = _optimizer(config, _param_groups(self.net, config.weight_decay))
-        use_amp = config.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        self.autocast = (
-            (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else nullcontext
+        self.precision = _precision(config, self.device)
+        # Loss scaling only for float16: bfloat16 has float32's range.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == torch.float16)
+        self.autocast: Callable[[], Any] = (
+            (lambda: torch.autocast("cuda", dtype=self.precision))
+            if self.precision != torch.float32
+            else nullcontext
         )
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # each sub-network's shapes tuned once
+        images = self.net.input_spec.kind == "image"
+        self.memory_format = (
+            torch.channels_last if cuda and images and config.channels_last else None
+        )
+        if self.memory_format is not None:
+            self.net.to(memory_format=self.memory_format)
+        self.mix = self.recipe.batch_transform(self.data.num_classes)
+        if self.mix is not None and self.task.name != "classification":
+            raise ValueError(
+                f"mixup/cutmix mix class labels; task {self.task.name!r} has none "
+                "(set mixup_alpha and cutmix_alpha to 0)"
+            )
+        # Workers pay when items cost something to make (decoding files, random
+        # augmentation); for tensors in memory they would only add copies between processes.
+        busy = isinstance(self.data.train, LazyImages) or self.recipe.augments_items
+        auto = default_workers(self.dist.world_size) if busy else 0
+        self.num_workers = auto if config.num_workers is None else config.num_workers
+        self.sampler = EpochBatches(
+            len(self.data.train),
+            batch_size=config.batch_size,
+            seed=config.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.loader = make_loader(
+            training_view(self.data, self.recipe),
+            self.sampler,
+            num_workers=self.num_workers,
+            device=self.device,
+            target_dtype=self.task.target_dtype,
+        )
+        self.problems = ProblemReport(config.bad_items)
+        # Step losses still on the device: (step, sub-networks, losses), read every
+        # log_every steps so that the host never waits for the GPU after each step.
+        self.pending: list[tuple[int, list[ArchConfig], torch.Tensor]] = []
         self.step = 0
         self.teacher: nn.Module | None = None
         self.history: list[dict[str, Any]] = []
@@ -274,16 +337,19 @@ class Trainer:
             param.requires_grad_(False)
         return teacher
 
-    def _batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This process's share of the epoch's batches, from batch ``start`` on."""
-        order = torch.randperm(
-            len(self.data.train),
-            generator=torch.Generator().manual_seed(self.config.seed * 100_003 + epoch),
-        )
-        size = self.config.batch_size
-        for b in range(start, self.steps_per_epoch):
-            indices = order[b * size : (b + 1) * size][self.dist.rank :: self.dist.world_size]
-            yield stack_items(self.data.train, indices, self.task.target_dtype)
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """This process's training batches of ``epoch`` from batch ``start`` on, on the
+        device: what the training loop reads."""
+        self.sampler.set_epoch(epoch, start)
+        for inputs, targets, problems in self.loader:
+            self.problems.check(problems)
+            yield self._to_device((inputs, targets))
+
+    def _to_device(self, batch: tuple[torch.Tensor, torch.Tensor]) -> Batch:
+        inputs, targets = (t.to(self.device, non_blocking=True) for t in batch)
+        if self.memory_format is not None and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=self.memory_format)
+        return inputs, targets
 
     def _run_task(
         self,
@@ -310,8 +376,11 @@ class Trainer:
         """Images resized to the config's resolution; other inputs as they are."""
         return resize(inputs, int(config["r"])) if "r" in config else inputs
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        """Run the strategy's tasks for this step, accumulate gradients, step the optimizer."""
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Run the strategy's tasks for this step, accumulate gradients, step the optimizer.
+
+        Returns the step's task losses as a tensor on the device (nothing is read back
+        here: see :meth:`_flush`)."""
         step = self.step
         rng = np.random.default_rng([self.config.seed, step])
         torch.manual_seed(self.config.seed * 1_000_003 + step)  # dropout masks follow the step
@@ -322,33 +391,20 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
+        if self.mix is not None:  # mixup/cutmix, drawn from the step's seed
+            images, labels = self.mix(images, labels)
         teacher = None
         if self.teacher is not None:
             with torch.no_grad():
                 teacher = self.teacher(self._sized(images, self.net.space.largest())).float()
-        total = 0.0
-        bad: tuple[ArchConfig, float] | None = None
+        losses, configs = [], []
         for task in self.strategy.tasks(step, rng):
             loss, outputs = self._run_task(task, images, labels, teacher)
-            if not torch.isfinite(loss):
-                bad = (task.config, loss.item())
-                break
             self.scaler.scale(loss * task.weight).backward()
-            total += loss.item()
+            losses.append(loss.detach().float())
+            configs.append(task.config)
             if task.teacher:
                 teacher = outputs.detach().float()
-        if distributed.any_true(bad is not None, self.dist):
-            self.optimizer.zero_grad(set_to_none=True)
-            where = (
-                f" (sub-network {bad[0].to_json()}, loss {bad[1]})"
-                if bad
-                else " on another process"
-            )
-            raise TrainingError(
-                f"non-finite loss at step {step}{where}; stopped. The last good checkpoint is "
-                f"{self.checkpoint_path if self.checkpoint_path.exists() else '(none yet)'}; "
-                f"lower the learning rate (now {lr:.3g}) or check the data"
-            )
         distributed.average_gradients(self.net, self.dist)
         if self.config.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -358,7 +414,40 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         distributed.average_buffers(self.net, self.dist)
         self.step += 1
-        return total
+        step_losses = torch.stack(losses)
+        self.pending.append((step, configs, step_losses))
+        return step_losses
+
+    def _flush(self) -> list[float]:
+        """Read the pending step losses back (one transfer), check them, return the sum
+        of each step's task losses. A non-finite loss stops training with the step and
+        sub-network it came from; the checkpoint on disk predates it."""
+        if not self.pending:
+            return []
+        values = torch.cat([losses for _, _, losses in self.pending]).cpu().tolist()
+        bad, sums, i = None, [], 0
+        for step, configs, losses in self.pending:
+            step_values = values[i : i + len(losses)]
+            i += len(losses)
+            sums.append(float(sum(step_values)))
+            for config, value in zip(configs, step_values):
+                if bad is None and not math.isfinite(value):
+                    bad = (step, config, value)
+        self.pending = []
+        if distributed.any_true(bad is not None, self.dist):
+            where = (
+                f"at step {bad[0]} (sub-network {bad[1].to_json()}, loss {bad[2]})"
+                if bad
+                else "on another process"
+            )
+            lr = self.schedule(bad[0] if bad else self.step)
+            raise TrainingError(
+                f"non-finite loss {where}; stopped. The last good checkpoint is "
+                f"{self.checkpoint_path if self.checkpoint_path.exists() else '(none yet)'}; "
+                f"lower the learning rate (now {lr:.3g}) or check the data"
+            )
+        self.epoch_losses.extend(sums)
+        return sums
 
     # -- evaluation -------------------------------------------------------------------------
     def _eval_config(self, name: str) -> ArchConfig:
@@ -368,22 +457,34 @@ class Trainer:
             return self.net.space.largest()
         return self.net.space.validate(json.loads(name))
 
+    def _read_in_order(self, data: Samples, batch_size: int, limit: int | None) -> list[Batch]:
+        loader = make_loader(
+            data,
+            InOrder(len(data), batch_size, limit),
+            num_workers=self.num_workers if isinstance(data, LazyImages) else 0,
+            device=self.device,
+            target_dtype=self.task.target_dtype,
+            persistent=False,
+        )
+        batches = []
+        for inputs, targets, problems in loader:
+            self.problems.check(problems)
+            if len(inputs):
+                batches.append((inputs, targets))
+        return batches
+
     def _eval_batches(self) -> tuple[list[Batch], list[Batch]]:
-        """Calibration and validation batches: the same every epoch, so built once."""
+        """Calibration and validation batches, both through the evaluation transform
+        (the train split's items are evaluation views): the same every epoch, so read
+        once."""
         if self._eval_cache is None:
-            size, dtype = self.config.batch_size, self.task.target_dtype
-            calibration = [
-                stack_items(self.data.train, torch.arange(b * size, (b + 1) * size), dtype)
-                for b in range(min(self.config.bn_batches, self.steps_per_epoch))
-            ]
-            val = [
-                stack_items(self.data.val, torch.arange(i, min(i + 256, len(self.data.val))), dtype)
-                for i in range(0, len(self.data.val), 256)
-            ]
-            self._eval_cache = (
-                calibration,
-                [(x.to(self.device), y.to(self.device)) for x, y in val],
+            calibration = self._read_in_order(
+                self.data.train,
+                self.config.batch_size,
+                min(self.config.bn_batches, self.steps_per_epoch),
             )
+            val = self._read_in_order(self.data.val, 256, None)
+            self._eval_cache = (calibration, [self._to_device(batch) for batch in val])
         return self._eval_cache
 
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -404,6 +505,12 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, *, resume: bool = True, stop_after_steps: int | None = None) -> TrainResult:
         """Train until the budget is spent, a signal arrives, or ``stop_after_steps`` more steps."""
+        try:
+            return self._fit(resume=resume, stop_after_steps=stop_after_steps)
+        finally:
+            close_loader(self.loader)
+
+    def _fit(self, *, resume: bool, stop_after_steps: int | None) -> TrainResult:
         if resume and self.checkpoint_path.exists():
             self.restore(self.checkpoint_path)
         if self.dist.is_main:
@@ -420,18 +527,29 @@ class Trainer:
             while self.step < limit and interrupted is None:
                 epoch, offset = divmod(self.step, self.steps_per_epoch)
                 progress.start_epoch(epoch, self.config.epochs, self.steps_per_epoch, offset)
-                started = time.perf_counter()
-                for images, labels in self._batches(epoch, offset):
-                    loss = self.train_step(images.to(self.device), labels.to(self.device))
-                    self.epoch_losses.append(loss)
-                    progress.advance(loss)
+                clock = _EpochClock()
+                self.sampler.set_epoch(epoch, offset)
+                batches = iter(self.loader)
+                while self.step < limit:
+                    with clock.waiting():
+                        batch = next(batches, None)
+                    if batch is None:
+                        break
+                    inputs, targets, problems = batch
+                    self.problems.check(problems)
+                    if len(inputs) == 0:  # every sample of the batch skipped as unreadable
+                        self.step += 1
+                        continue
+                    self.train_step(*self._to_device((inputs, targets)))
+                    clock.count(len(inputs))
+                    if self.step % self.config.log_every == 0:
+                        progress.advance(self._flush(), clock.rates())
                     if distributed.any_true(stop.reason is not None, self.dist):
                         interrupted = stop.reason or "signal on another process"
                         break
-                    if self.step >= limit:
-                        break
+                progress.advance(self._flush(), clock.rates())
                 if self.step % self.steps_per_epoch == 0 and interrupted is None:
-                    self._end_epoch(epoch, time.perf_counter() - started, progress)
+                    self._end_epoch(epoch, clock, progress)
             if interrupted is None and self.step < self.total_steps:
                 interrupted = "stop_after_steps"
             checkpoint = self.save()
@@ -455,14 +573,19 @@ class Trainer:
             interrupted=interrupted,
         )
 
-    def _end_epoch(self, epoch: int, seconds: float, progress: TrainProgress) -> None:
+    def _end_epoch(self, epoch: int, clock: _EpochClock, progress: TrainProgress) -> None:
+        images_per_second, data_wait = clock.rates()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": self.step,
             "lr": self.schedule(self.step - 1),
             # Mean over the epoch's steps; the sum of the step's task losses per step.
             "train_loss": float(np.mean(self.epoch_losses)),
-            "epoch_seconds": seconds,
+            "epoch_seconds": clock.seconds(),
+            # Training images read per second (this process), and the share of the
+            # epoch's time spent waiting for the loader.
+            "images_per_second": images_per_second,
+            "data_wait_share": data_wait,
         }
         self.epoch_losses = []
         if self.dist.is_main:
@@ -490,11 +613,54 @@ class Trainer:
             "strategy_settings": self.strategy.describe(),
             "data": self.data.describe(),
             "data_source": self.data_source,
+            "preprocessing": self.data.preprocessing,
+            "num_workers_used": self.num_workers,
+            "precision": str(self.precision).removeprefix("torch."),
+            "channels_last": self.memory_format is not None,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "world_size": self.dist.world_size,
             "device": str(self.device),
         }
+
+
+class _EpochClock:
+    """Wall time of an epoch, the part of it spent waiting for batches, images seen."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.waited = 0.0
+        self.images = 0
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.waited += time.perf_counter() - start
+
+    def count(self, images: int) -> None:
+        self.images += images
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def rates(self) -> tuple[float, float]:
+        """Images per second and the data-wait share of the time so far."""
+        elapsed = max(self.seconds(), 1e-9)
+        return self.images / elapsed, self.waited / elapsed
+
+
+def _precision(config: TrainConfig, device: torch.device) -> torch.dtype:
+    """The autocast dtype: float32 off CUDA or without amp; bfloat16 where supported."""
+    if not config.amp or device.type != "cuda":
+        return torch.float32
+    if config.amp_dtype == "float16":
+        return torch.float16
+    if config.amp_dtype == "bfloat16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
 
 
 def _tensorboard_writer(folder: Path) -> Any:

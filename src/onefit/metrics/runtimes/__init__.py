@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from onefit.errors import UnknownNameError
 from onefit.metrics.runtimes.base import Runtime, RuntimeUnavailableError
 from onefit.metrics.runtimes.compiled import CompiledRuntime
 from onefit.metrics.runtimes.eager import EagerRuntime
 from onefit.metrics.runtimes.onnx_runtime import OnnxRuntime, export_onnx
-from onefit.errors import UnknownNameError
 from onefit.registry import Registry
 
 
