@@ -35,6 +35,7 @@ from rich.progress import track
 from rich.table import Table
 
 import onefit
+from onefit.data import list_recipes
 from onefit.deploy import export
 from onefit.deploy.quickstart import DemoSettings, run_demo
 from onefit.deploy.report import write_report
@@ -258,6 +259,7 @@ def list_command() -> None:
     console.print(table)
     console.print("training strategies: " + ", ".join(onefit.list_strategies()))
     console.print("datasets and formats: " + ", ".join(onefit.list_datasets()))
+    console.print("augmentation recipes: " + ", ".join(list_recipes()))
 
     runtimes = [f"{n}{'' if get_runtime(n).available() else ' (not installed)'}"
                 for n in list_runtimes()]  # fmt: skip
