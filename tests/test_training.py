@@ -236,6 +236,8 @@ def test_two_process_data_parallel_training(tmp_path: Path) -> None:
             "--run-dir", str(run), "--batch-size", "64",
             f"--set=supernet_kwargs={SMALL_SPACE_JSON}", "--set", "progress=false",
             "--set", "bn_batches=2",
+            # A loader worker per process, drawing random crops and flips.
+            "--set", "augment=cifar", "--set", "num_workers=1",
         ],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
