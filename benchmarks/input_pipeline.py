@@ -47,8 +47,8 @@ from onefit.training import TrainConfig, Trainer, train
 from onefit.training.strategies import create_strategy
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg"
-# Small-input MobileNetV3 at half width: stride-1 stem, 32 -> 32 -> 16 -> 8 -> 8 -> 4.
-SUPERNET = {"width_mult": 0.5, "stem_stride": 1, "stage_strides": [1, 2, 2, 1, 2]}
+# The supernet of benchmarks/cifar_train.py: quarter width, stride-2 stem.
+SUPERNET = {"width_mult": 0.25, "stem_stride": 2, "stage_strides": [1, 2, 2, 1, 2]}
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # given: no stats pass
 
 
@@ -119,33 +119,71 @@ def sandwich_consumption(batch: int, rounds: int) -> dict[str, float]:
 
 
 def training_runs(data_root: Path, workers: list[int], steps: int, batch: int) -> dict:
-    out = {}
-    for w in workers:
+    """Supernet steps with each number of workers, then the same steps' sub-networks as
+    static models through the same loader (1 worker), then the supernet again."""
+    out: dict[str, Any] = {}
+    plan = [(f"supernet_{w}_workers", w, False) for w in workers]
+    plan += [("static_1_workers", 1, True), ("supernet_1_workers_again", 1, False)]
+    for name, w, static in plan:
         with tempfile.TemporaryDirectory() as run_dir:
-            out[str(w)] = _timed_steps(data_root, w, steps, batch, run_dir)
+            out[name] = _timed_steps(data_root, w, steps, batch, run_dir, static=static)
+    supernet = statistics.median(
+        [out["supernet_1_workers"]["seconds"], out["supernet_1_workers_again"]["seconds"]]
+    )
+    out["elastic_overhead_through_loader"] = supernet / out["static_1_workers"]["seconds"]
     return out
 
 
-def _timed_steps(data_root: Path, workers: int, steps: int, batch: int, run_dir: str) -> dict:
-    """``steps`` training steps (after one untimed), timing the wait for each batch."""
+def _timed_steps(
+    data_root: Path, workers: int, steps: int, batch: int, run_dir: str, *, static: bool
+) -> dict:
+    """``steps`` training steps (after one untimed), timing the wait for each batch. With
+    ``static``, each step trains its sub-networks extracted as plain models instead (SGD
+    on their own weights): what the same work costs without elastic layers."""
     config = TrainConfig(
         dataset=str(data_root), augment="cifar", mean=MEAN, std=STD, supernet_kwargs=SUPERNET,
         strategy_kwargs={"num_random": 2}, batch_size=batch, epochs=1, num_workers=workers,
         run_dir=run_dir, progress=False, tensorboard=False,
     )  # fmt: skip
     trainer = Trainer(config)
+    step_fn = _static_steps(trainer, steps + 1) if static else trainer.train_step
     it = trainer.batches(0)
-    trainer.train_step(*next(it))  # workers started, first step's allocations made
+    step_fn(*next(it))  # workers started, first step's allocations made
     waited, started = 0.0, time.perf_counter()
     for _ in range(steps):
         t0 = time.perf_counter()
         inputs, targets = next(it)
         waited += time.perf_counter() - t0
-        trainer.train_step(inputs, targets)
+        step_fn(inputs, targets)
     trainer._flush()
     elapsed = time.perf_counter() - started
     close_loader(trainer.loader)
-    return {"images_per_second": steps * batch / elapsed, "data_wait_share": waited / elapsed}
+    return {
+        "seconds": elapsed,
+        "images_per_second": steps * batch / elapsed,
+        "data_wait_share": waited / elapsed,
+    }
+
+
+def _static_steps(trainer: Trainer, steps: int) -> Any:
+    """A step function training, at step i, the supernet step i's sub-networks as static
+    models (extracted before timing)."""
+    plans = []
+    for step in range(steps):
+        tasks = trainer.strategy.tasks(step, np.random.default_rng([trainer.config.seed, step]))
+        models = [trainer.net.extract(task.config).train() for task in tasks]
+        params = [p for model in models for p in model.parameters()]
+        plans.append((models, torch.optim.SGD(params, lr=0.01, momentum=0.9)))
+    counter = iter(range(steps))
+
+    def step_fn(inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        models, optimizer = plans[next(counter)]
+        for model in models:
+            F.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step_fn
 
 
 # -- memory -----------------------------------------------------------------------------------

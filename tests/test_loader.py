@@ -4,6 +4,7 @@ datasets, and unreadable files, all through the loader with worker processes."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,14 @@ def test_hugging_face_dataset_trains_one_epoch_in_memory_and_from_disk(tmp_path:
     assert from_huggingface(two, image_column="b", val_fraction=0.5).classes == ("0", "1")
     with pytest.raises(DataError, match="no column 'photo'"):
         from_huggingface(table, image_column="photo")
+
+
+def test_a_saved_hugging_face_folder_without_the_datasets_package_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes "import datasets" fail
+    with pytest.raises(
+        ImportError, match=r"pip install datasets \(or pip install 'onefit\[hf\]'\)"
+    ):
+        load_dataset(tmp_path)
