@@ -239,8 +239,12 @@ class DataSplits:
             f"{self.num_classes} classes, mean ({mean}{comma}) std ({std}{comma})"
         )
 
-    def train_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole train split as ``(x, y)`` tensors (x float32 normalized for images)."""
+    def train_tensors(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The train split as ``(x, y)`` tensors (x float32 normalized for images): all of
+        it, or its first ``limit`` items (all a BN recalibration reads; a lazy dataset
+        then decodes only those)."""
+        if limit is not None and limit < len(self.train):
+            return stack_items(self.train, range(limit))
         return split_tensors(self.train)
 
     def val_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:

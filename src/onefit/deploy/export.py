@@ -126,7 +126,7 @@ def prepare_model(
 ) -> tuple[nn.Module, float]:
     """Recalibrated static model of ``config`` and its max |difference| from the supernet."""
     resolution = int(config["r"])
-    x_train, y_train = data.train_tensors()
+    x_train, y_train = data.train_tensors(limit=bn_batches * CALIBRATION_BATCH)
     net.set_active(config)
     # Recalibrate in the supernet, so the supernet and the export share the statistics.
     recalibrate_bn(
@@ -216,7 +216,7 @@ def quantize_int8(fp32: Path, int8: Path, data: DataSplits, resolution: int, bat
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
-    x_train, _ = data.train_tensors()
+    x_train, _ = data.train_tensors(limit=32 * batches)
     calibration = [resize(x_train[i : i + 32], resolution) for i in range(0, 32 * batches, 32)]
     quantize_static(
         str(fp32),

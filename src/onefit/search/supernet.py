@@ -118,7 +118,7 @@ def supernet_search(
     task = task or Classification()
     if measure_runtime is not None or measure_memory:
         net.require_images("measuring latency or memory")
-    x_train, y_train = data.train_tensors()
+    x_train, y_train = data.train_tensors(limit=bn_batches * batch_size)
     x_val, y_val = data.val_tensors()
     calibration = batches(x_train, y_train, batch_size)[:bn_batches]
     validation = batches(x_val, y_val, batch_size)
