@@ -91,7 +91,7 @@ def step_speed(
                     loss = F.cross_entropy(model(x), y)
                 loss.backward()
 
-        times = _interleaved({"supernet": supernet_step, "static": static_step}, rounds, device)
+        times = interleaved({"supernet": supernet_step, "static": static_step}, rounds, device)
         s, t = statistics.median(times["supernet"]), statistics.median(times["static"])
         results[name] = {
             "supernet_images_per_second": batch / s,
@@ -101,9 +101,11 @@ def step_speed(
     return results
 
 
-def _interleaved(
+def interleaved(
     steps: dict[str, Callable[[], None]], rounds: int, device: torch.device
 ) -> dict[str, list[float]]:
+    """Seconds of each step over ``rounds`` rounds, alternating which runs first
+    (also used by benchmarks/input_pipeline.py)."""
     for fn in steps.values():  # warm-up: cuDNN autotuning, allocator
         fn(), fn()
     times: dict[str, list[float]] = {name: [] for name in steps}

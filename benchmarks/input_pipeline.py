@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 import onefit
+from gpu_train import interleaved  # benchmarks/ is on sys.path
 from onefit.data import create_recipe, load_dataset
 from onefit.data.loader import EpochBatches, close_loader, make_loader
 from onefit.data.prepare import training_view
@@ -101,14 +102,8 @@ def sandwich_consumption(batch: int, rounds: int) -> dict[str, float]:
         for model in statics:
             F.cross_entropy(model(x), y).backward()
 
-    times: dict[str, list[float]] = {"supernet": [], "static": []}
-    supernet_step(), static_step()
-    for i in range(rounds):
-        pair = [("supernet", supernet_step), ("static", static_step)]
-        for key, fn in pair if i % 2 == 0 else pair[::-1]:
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
+    steps = {"supernet": supernet_step, "static": static_step}
+    times = interleaved(steps, rounds, torch.device("cpu"))
     s, t = statistics.median(times["supernet"]), statistics.median(times["static"])
     return {
         "supernet_step_ms": s * 1e3,
