@@ -10,6 +10,7 @@ own folders. Every stage (train, search, export, report) and the CLI ask a
 Layout::
 
     RUN/config.json              resolved training settings
+    RUN/run.json                 the run's identity (a random id, written once)
     RUN/checkpoints/last.pt      the checkpoint (exact resume)
     RUN/metrics.jsonl            one line of metrics per epoch
     RUN/tensorboard/             TensorBoard events, when installed
@@ -30,12 +31,15 @@ Example:
     (True, 'a')
     >>> run.search_names()
     ['a']
+    >>> run.run_id() == RunDir(run.root).run_id()  # written once, then read
+    True
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 from onefit.errors import UserError
@@ -43,6 +47,7 @@ from onefit.files import write_json_atomic
 
 DEFAULT_SEARCH = "search"
 STORE_FILE = "results.db"
+RUN_FORMAT = "onefit-run/1"
 
 
 class RunDirError(UserError):
@@ -77,6 +82,34 @@ class RunDir:
     @property
     def tensorboard_dir(self) -> Path:
         return self.root / "tensorboard"
+
+    @property
+    def identity_file(self) -> Path:
+        return self.root / "run.json"
+
+    def run_id(self) -> str:
+        """The run's identity: a random id written to ``run.json`` the first time it is
+        asked for and never changed, so files made from this run (search stores,
+        exports) can say which run they belong to and a copy from another run is told
+        apart. A damaged ``run.json`` is a :class:`RunDirError`."""
+        path = self.identity_file
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:  # O_EXCL: of two processes asking at once, one writes and both read it
+                with open(path, "x", encoding="utf-8") as file:
+                    json.dump({"format": RUN_FORMAT, "run_id": uuid.uuid4().hex}, file)
+            except FileExistsError:
+                pass
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RunDirError(f"{path} is not a run identity file ({error})") from None
+        if not isinstance(data, dict):
+            data = {}
+        run_id = data.get("run_id")
+        if data.get("format") != RUN_FORMAT or not isinstance(run_id, str) or not run_id:
+            raise RunDirError(f"{path} is not a run identity file (format {RUN_FORMAT!r})")
+        return run_id
 
     def require_trained(self) -> RunDir:
         """Raise :class:`RunDirError` unless a training run's checkpoint is here."""
