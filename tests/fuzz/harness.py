@@ -179,7 +179,8 @@ def judge_cli(
     except _Hang:
         return _record(Verdict(category, "hang", shown))
     output = result.output.strip()
-    if "Traceback" in output or (result.exception is not None and result.exit_code not in (0, 1, 2)):
+    crashed = result.exception is not None and result.exit_code not in (0, 1, 2)
+    if "Traceback" in output or crashed:
         kind = type(result.exception).__name__ if result.exception else "Traceback"
         return _record(Verdict(category, "raw_traceback", shown, kind, output[-500:]))
     if result.exit_code == 0:
@@ -189,9 +190,11 @@ def judge_cli(
         lines = [line for line in output.splitlines() if line.strip()]
         named = all(text.lower() in output.lower() for text in mentions)
         clean = expect != "ok" and named and (len(lines) == 1 or _usage_error(lines))
-        outcome = "clean_error" if clean else ("silent_wrong" if expect == "ok" else "unclear_error")
+        refused = "silent_wrong" if expect == "ok" else "unclear_error"
+        outcome = "clean_error" if clean else refused
         return _record(Verdict(category, outcome, shown, "exit 2", output[-500:]))
-    return _record(Verdict(category, "raw_traceback", shown, f"exit {result.exit_code}", output[-500:]))
+    status = f"exit {result.exit_code}"
+    return _record(Verdict(category, "raw_traceback", shown, status, output[-500:]))
 
 
 def _usage_error(lines: list[str]) -> bool:
