@@ -33,6 +33,7 @@ from torch import nn
 from onefit.data import DataSplits
 from onefit.data.loader import EpochBatches, InOrder, close_loader, make_loader
 from onefit.data.prepare import training_view
+from onefit.data.splits import calibration_indices
 from onefit.training import TrainConfig, Trainer, evaluate_config, evaluate_model
 from onefit.training.trainer import _optimizer, _param_groups, cosine_schedule
 from train_quality import five_configs, training_macs  # benchmarks/ is on sys.path
@@ -51,9 +52,13 @@ def subset(root: Path, split: str, per_class: int, into: Path) -> None:
             (target / image.name).symlink_to(image)
 
 
-def read(data: Any, batch: int, workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    loader = make_loader(data, InOrder(len(data), batch), num_workers=workers,
-                         device=torch.device("cpu"))  # fmt: skip
+def read(
+    data: Any, batch: int, workers: int, count: int | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``data`` in batches: all of it, or ``count`` items spread over it (calibration)."""
+    indices = None if count is None else calibration_indices(len(data), count)
+    loader = make_loader(data, InOrder(len(data), batch, indices=indices),
+                         num_workers=workers, device=torch.device("cpu"))  # fmt: skip
     return [(x, y) for x, y, _ in loader]
 
 
@@ -130,7 +135,7 @@ def main() -> None:
         largest_macs = 3 * net.macs(net.space.largest()) * args.batch_size * trainer.total_steps
         results["compute_vs_largest_alone"] = training_macs(trainer) / largest_macs
         val = read(data.val, 500, args.workers)
-        calibration = read(data.train, args.batch_size, args.workers)[:10]
+        calibration = read(data.train, args.batch_size, args.workers, 10 * args.batch_size)
         rows = []
         for config in five_configs(net.space):
             once = evaluate_config(net, config, val, calibration, bn_batches=10)["accuracy"]

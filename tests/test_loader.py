@@ -23,7 +23,7 @@ from onefit.data import (
 from onefit.data.lazy import LazyImages
 from onefit.data.loader import EpochBatches, SeededItems, item_seed, make_loader
 from onefit.data.prepare import training_view
-from onefit.training import train
+from onefit.training import TrainConfig, Trainer, train
 
 SMALL = {"width_mult": 0.5, "depths": [1, 2], "expand_ratios": [2, 3], "kernel_sizes": [3]}
 FAST = {"supernet_kwargs": SMALL, "batch_size": 16, "bn_batches": 2, "progress": False,
@@ -190,6 +190,27 @@ def test_image_folder_is_read_lazily_and_trains_one_epoch_through_workers(tmp_pa
     assert resolved["preprocessing"]["recipe"]["name"] == "cifar"
     assert resolved["preprocessing"]["mean"] == list(splits.mean)
     assert resolved["num_workers_used"] == 2
+
+
+def test_bn_calibration_reads_every_class_of_a_folder_stored_class_by_class(
+    tmp_path: Path,
+) -> None:
+    """Image folders list files class by class: the first 8 of these 36 are all "ant".
+    BN statistics of one class mis-calibrate every sub-network, so calibration reads a
+    fixed sample spread over the split, in training (the trainer's evaluations) as in
+    search and export (``train_tensors(limit=)``)."""
+    write_folder(tmp_path / "data", split="train")
+    write_folder(tmp_path / "data", per_class=4, split="val")
+    splits = load_dataset(tmp_path / "data", image_size=16)
+    assert splits.train[7][1] == splits.train[0][1]  # stored class by class
+    _, labels = splits.train_tensors(limit=8)
+    assert sorted(set(labels.tolist())) == [0, 1, 2]
+    assert torch.equal(splits.train_tensors(limit=8)[1], labels)  # the same every call
+    settings = {**FAST, "dataset": str(tmp_path / "data"), "image_size": 16, "batch_size": 4,
+                "bn_batches": 2, "num_workers": 0, "run_dir": str(tmp_path / "run")}  # fmt: skip
+    calibration, _ = Trainer(TrainConfig.from_dict(settings))._eval_batches()
+    seen = torch.cat([targets for _, targets in calibration])
+    assert len(seen) == 8 and sorted(set(seen.tolist())) == [0, 1, 2]
 
 
 def test_a_corrupt_image_is_named_from_the_worker_or_skipped_with_a_warning(

@@ -91,21 +91,28 @@ class EpochBatches(Sampler[list[Key]]):
 
 
 class InOrder(Sampler[list[Key]]):
-    """Batches of ``range(n)`` in order, the last one partial (evaluation, calibration)."""
+    """Batches of ``range(n)`` (or of ``indices``) in order, the last one partial, at most
+    ``limit`` of them (evaluation, calibration)."""
 
-    def __init__(self, n: int, batch_size: int, limit: int | None = None) -> None:
-        self.n, self.batch_size = n, batch_size
-        batches = -(-n // batch_size)
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        limit: int | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self.indices = list(range(n)) if indices is None else list(indices)
+        self.batch_size = batch_size
+        batches = -(-len(self.indices) // batch_size)
         self.batches = batches if limit is None else min(batches, limit)
 
     def __len__(self) -> int:
         return self.batches
 
     def __iter__(self) -> Iterator[list[Key]]:
+        size = self.batch_size
         for b in range(self.batches):
-            yield [
-                (i, 0) for i in range(b * self.batch_size, min(self.n, (b + 1) * self.batch_size))
-            ]
+            yield [(i, 0) for i in self.indices[b * size : (b + 1) * size]]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from onefit.data.loader import (
     make_loader,
 )
 from onefit.data.prepare import training_view
-from onefit.data.splits import Samples
+from onefit.data.splits import Samples, calibration_indices
 from onefit.errors import OnefitError
 from onefit.files import read_state_dict
 from onefit.rundir import RunDir
@@ -457,10 +457,12 @@ class Trainer:
             return self.net.space.largest()
         return self.net.space.validate(json.loads(name))
 
-    def _read_in_order(self, data: Samples, batch_size: int, limit: int | None) -> list[Batch]:
+    def _read_in_order(
+        self, data: Samples, batch_size: int, indices: Sequence[int] | None = None
+    ) -> list[Batch]:
         loader = make_loader(
             data,
-            InOrder(len(data), batch_size, limit),
+            InOrder(len(data), batch_size, indices=indices),
             num_workers=self.num_workers if isinstance(data, LazyImages) else 0,
             device=self.device,
             target_dtype=self.task.target_dtype,
@@ -476,14 +478,16 @@ class Trainer:
     def _eval_batches(self) -> tuple[list[Batch], list[Batch]]:
         """Calibration and validation batches, both through the evaluation transform
         (the train split's items are evaluation views): the same every epoch, so read
-        once."""
+        once. Calibration reads a fixed sample spread over the train split
+        (:func:`~onefit.data.splits.calibration_indices`), never its first files."""
         if self._eval_cache is None:
+            count = min(self.config.bn_batches, self.steps_per_epoch) * self.config.batch_size
             calibration = self._read_in_order(
                 self.data.train,
                 self.config.batch_size,
-                min(self.config.bn_batches, self.steps_per_epoch),
+                calibration_indices(len(self.data.train), count, self.config.seed),
             )
-            val = self._read_in_order(self.data.val, 256, None)
+            val = self._read_in_order(self.data.val, 256)
             self._eval_cache = (calibration, [self._to_device(batch) for batch in val])
         return self._eval_cache
 
