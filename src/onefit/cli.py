@@ -39,7 +39,7 @@ from onefit.data import list_recipes
 from onefit.deploy import export
 from onefit.deploy.quickstart import DemoSettings, run_demo
 from onefit.deploy.report import write_report
-from onefit.errors import Interrupted, OnefitError
+from onefit.errors import Interrupted, OnefitError, UserError
 from onefit.metrics import get_runtime, list_runtimes, measure_latency
 from onefit.predictors import prediction_metrics
 from onefit.profiling import build_latency_table
@@ -58,10 +58,10 @@ console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# Exceptions that mean bad input the user can fix: onefit.errors.UserError (a ValueError),
-# the plain ValueError/TypeError raised for a bad argument, and ImportError for an
-# optional package that is not installed (its message names what to pip install).
-USER_ERRORS = (ValueError, TypeError, ImportError)
+# Exceptions that mean bad input the user can fix: onefit.errors.UserError and its kinds
+# (a wrong type, an optional package not installed). Anything else, a plain ValueError
+# from deep inside included, is an internal error: reported as a bug, traceback logged.
+USER_ERRORS: tuple[type[Exception], ...] = (UserError,)
 _RUN_DIR = "onefit.run_dir"  # ctx.meta key: where a command keeps its files
 _ARGV = "onefit.argv"
 

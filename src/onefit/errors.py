@@ -11,7 +11,11 @@ Two kinds of failure, told apart by their base class:
   diverged, an export does not reproduce its supernet). The command line prints a short
   message, writes the traceback to a log file and exits with status 1.
 
-Plain ``ValueError``/``TypeError`` raised for a bad argument count as user errors too.
+Bad arguments raise :class:`UserError` (:class:`UserTypeError` for a wrong type,
+:class:`MissingDependencyError` for an optional package that is not installed),
+never a plain ``ValueError``/``TypeError``: on the command line anything that is not a
+``UserError`` is an internal error, so a plain one escaping from deep inside (a torch or
+library error) is reported as a bug, with its traceback in the log.
 This module is a leaf: it imports nothing from onefit, so any module may import it.
 
 Example:
@@ -33,6 +37,14 @@ class UserError(OnefitError, ValueError):
     """Bad input the user can fix (exit status 2 on the command line); a ``ValueError``."""
 
 
+class UserTypeError(UserError, TypeError):
+    """A value of the wrong type (a string where a number belongs); also a ``TypeError``."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package is not installed; the message names what to ``pip install``."""
+
+
 class UnknownNameError(UserError):
     """A name that no registry entry has; the message lists the registered names."""
 
@@ -49,4 +61,12 @@ class Interrupted(OnefitError):
     """
 
 
-__all__ = ["DuplicateNameError", "Interrupted", "OnefitError", "UnknownNameError", "UserError"]
+__all__ = [
+    "DuplicateNameError",
+    "Interrupted",
+    "MissingDependencyError",
+    "OnefitError",
+    "UnknownNameError",
+    "UserError",
+    "UserTypeError",
+]

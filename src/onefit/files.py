@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from onefit.errors import UserError
+
 
 def read_json_document(
     path: str | Path, format: str, what: str, error: type[Exception]
@@ -54,16 +56,16 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{what}: {path} does not exist")
+        raise UserError(f"{what}: {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors of many kinds: one clear message
-        raise ValueError(
+        raise UserError(
             f"{what}: cannot read {path} as a state dict ({type(error).__name__}); save it "
             "with torch.save(module.state_dict(), path)"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{what}: {path} holds a {type(state).__name__}, not a state dict")
+        raise UserError(f"{what}: {path} holds a {type(state).__name__}, not a state dict")
     return state

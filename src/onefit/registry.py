@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from onefit.errors import DuplicateNameError, UnknownNameError
+from onefit.errors import DuplicateNameError, UnknownNameError, UserError
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,7 +44,7 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[F], F]:
         """Decorator that registers ``factory`` under ``name``."""
         if not isinstance(name, str) or not name:
-            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+            raise UserError(f"a {self.kind} name must be a non-empty string, got {name!r}")
 
         def decorator(factory: F) -> F:
             if name in self._factories:

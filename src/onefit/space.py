@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from onefit.errors import UserError, UserTypeError
+
 Choice = int | float | str | bool
 Encoding = Literal["onehot", "ordinal"]
 Seed = int | np.random.Generator | None
@@ -74,14 +76,16 @@ class ArchConfig(Mapping[str, Choice]):
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         if not isinstance(values, Mapping):
-            raise TypeError(f"an ArchConfig is built from a mapping, got {type(values).__name__}")
+            raise UserTypeError(
+                f"an ArchConfig is built from a mapping, got {type(values).__name__}"
+            )
         items = []
         for key in sorted(values):
             if not isinstance(key, str):
-                raise TypeError(f"config keys must be strings, got {key!r}")
+                raise UserTypeError(f"config keys must be strings, got {key!r}")
             value = _plain(values[key])
             if not isinstance(value, (int, float, str, bool)):
-                raise TypeError(
+                raise UserTypeError(
                     f"config value for {key!r} must be an int, float, str or bool, got {value!r}"
                 )
             items.append((key, value))
@@ -122,7 +126,7 @@ class ArchConfig(Mapping[str, Choice]):
         """Parse a config written by :meth:`to_json` (or any JSON object of scalars)."""
         data = json.loads(text)
         if not isinstance(data, dict):
-            raise ValueError(f"a config JSON must be an object, got {type(data).__name__}")
+            raise UserError(f"a config JSON must be an object, got {type(data).__name__}")
         return cls(data)
 
     def replace(self, **changes: Any) -> ArchConfig:
@@ -141,22 +145,22 @@ class Dimension:
 
     def __init__(self, name: str, choices: Iterable[Any]) -> None:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"a dimension name must be a non-empty string, got {name!r}")
+            raise UserError(f"a dimension name must be a non-empty string, got {name!r}")
         if isinstance(choices, (str, bytes, Mapping)) or not isinstance(choices, Iterable):
-            raise ValueError(
+            raise UserError(
                 f"dimension {name!r}: choices must be a list of values, got {choices!r}"
             )
         values = [_plain(c) for c in choices]
         if not values:
-            raise ValueError(f"dimension {name!r} has no choices")
+            raise UserError(f"dimension {name!r} has no choices")
         for value in values:
             if not isinstance(value, (int, float, str, bool)) or value != value:  # NaN
-                raise ValueError(
+                raise UserError(
                     f"dimension {name!r}: choices must be int, float, str or bool, got {value!r}"
                 )
         # Equal under == (1 and 1.0, True and 1) would be one config twice.
         if any(a == b for i, a in enumerate(values) for b in values[i + 1 :]):
-            raise ValueError(f"dimension {name!r} lists a choice twice: {values}")
+            raise UserError(f"dimension {name!r} lists a choice twice: {values}")
         if all(_is_number(v) for v in values):
             values = sorted(values)
         self.name = name
@@ -176,7 +180,7 @@ class Dimension:
                 if _is_number(choice) and choice == value:
                     return i
         if found is None:
-            raise ValueError(
+            raise UserError(
                 f"dimension {self.name!r}: {value!r} is not allowed; "
                 f"allowed values: {list(self.choices)}"
             )
@@ -220,13 +224,13 @@ class SearchSpace:
             dims = list(dimensions)
             for dim in dims:
                 if not isinstance(dim, Dimension):
-                    raise TypeError(f"expected Dimension objects, got {dim!r}")
+                    raise UserTypeError(f"expected Dimension objects, got {dim!r}")
         if not dims:
-            raise ValueError("a search space needs at least one dimension")
+            raise UserError("a search space needs at least one dimension")
         names = [d.name for d in dims]
         if len(set(names)) != len(names):
             repeated = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"dimension names must be unique; repeated: {repeated}")
+            raise UserError(f"dimension names must be unique; repeated: {repeated}")
         self.dimensions: tuple[Dimension, ...] = tuple(dims)
         self._by_name = {d.name: d for d in dims}
         # Column offsets of each dimension in the one-hot encoding.
@@ -275,7 +279,7 @@ class SearchSpace:
     def from_json(cls, text: str) -> SearchSpace:
         data = json.loads(text)
         if not isinstance(data, dict):
-            raise ValueError("a search space JSON must be an object {name: [choices]}")
+            raise UserError("a search space JSON must be an object {name: [choices]}")
         return cls(data)
 
     # -- configs -------------------------------------------------------------------------
@@ -286,25 +290,25 @@ class SearchSpace:
         the bad value and the allowed values.
         """
         if not isinstance(config, Mapping):
-            raise TypeError(
+            raise UserTypeError(
                 f"a config is a mapping from dimension name to value, got {type(config).__name__}"
             )
         missing = [n for n in self.names if n not in config]
         if missing:
-            raise ValueError(f"config is missing dimension(s) {missing}")
+            raise UserError(f"config is missing dimension(s) {missing}")
         unknown = [k for k in config if k not in self._by_name]
         if unknown:
-            raise ValueError(f"config has unknown dimension(s) {unknown}; known: {self.names}")
+            raise UserError(f"config has unknown dimension(s) {unknown}; known: {self.names}")
         return ArchConfig({d.name: d.choices[d.index(config[d.name])] for d in self.dimensions})
 
     def from_indices(self, indices: Sequence[int]) -> ArchConfig:
         """The config whose dimension ``i`` takes its ``indices[i]``-th choice."""
         if len(indices) != len(self.dimensions):
-            raise ValueError(f"expected {len(self.dimensions)} indices, got {len(indices)}")
+            raise UserError(f"expected {len(self.dimensions)} indices, got {len(indices)}")
         values = {}
         for dim, i in zip(self.dimensions, indices):
             if not 0 <= int(i) < len(dim):
-                raise ValueError(f"dimension {dim.name!r}: index {i} outside 0..{len(dim) - 1}")
+                raise UserError(f"dimension {dim.name!r}: index {i} outside 0..{len(dim) - 1}")
             values[dim.name] = dim.choices[int(i)]
         return ArchConfig(values)
 
@@ -346,7 +350,7 @@ class SearchSpace:
         index (0 = smallest).
         """
         if isinstance(configs, Mapping):
-            raise TypeError("encode takes a list of configs; wrap a single config in a list")
+            raise UserTypeError("encode takes a list of configs; wrap a single config in a list")
         indices = np.array([self.to_indices(c) for c in configs], dtype=np.int64)
         indices = indices.reshape(-1, len(self.dimensions))
         if kind == "ordinal":
@@ -356,7 +360,7 @@ class SearchSpace:
             rows = np.arange(len(indices))[:, None]
             out[rows, indices + self._onehot_offsets] = 1.0
             return out
-        raise ValueError(f"unknown encoding {kind!r}; choose one of {list(_ENCODINGS)}")
+        raise UserError(f"unknown encoding {kind!r}; choose one of {list(_ENCODINGS)}")
 
     def decode(self, vectors: np.ndarray, kind: Encoding = "onehot") -> list[ArchConfig]:
         """Inverse of :meth:`encode`. One-hot rows decode by arg-max within each dimension."""
@@ -364,18 +368,16 @@ class SearchSpace:
         if array.ndim == 1:
             array = array[None, :]
         if array.ndim != 2:
-            raise ValueError(
-                f"expected a vector or a 2-D array of vectors, got shape {array.shape}"
-            )
+            raise UserError(f"expected a vector or a 2-D array of vectors, got shape {array.shape}")
         if kind == "ordinal":
             if array.shape[1] != len(self.dimensions):
-                raise ValueError(
+                raise UserError(
                     f"ordinal vectors have {len(self.dimensions)} columns, got {array.shape[1]}"
                 )
             indices = np.rint(array).astype(np.int64)
         elif kind == "onehot":
             if array.shape[1] != self.onehot_width:
-                raise ValueError(
+                raise UserError(
                     f"one-hot vectors have {self.onehot_width} columns, got {array.shape[1]}"
                 )
             indices = np.stack(
@@ -386,7 +388,7 @@ class SearchSpace:
                 axis=1,
             )
         else:
-            raise ValueError(f"unknown encoding {kind!r}; choose one of {list(_ENCODINGS)}")
+            raise UserError(f"unknown encoding {kind!r}; choose one of {list(_ENCODINGS)}")
         return [self.from_indices(row.tolist()) for row in indices]
 
 

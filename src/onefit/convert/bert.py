@@ -18,6 +18,7 @@ from torch import nn
 from onefit.convert.report import ConversionReport, ReportRow
 from onefit.convert.supernet import width_choices
 from onefit.convert.transformers import count_choices, finish_conversion
+from onefit.errors import UserError
 from onefit.supernets.bert import ElasticBert
 
 
@@ -51,9 +52,9 @@ def bert_from_transformers(
     """
     config: Any = model.config
     if getattr(config, "hidden_act", "gelu") != "gelu":
-        raise ValueError(f"only GELU BERT models convert, got hidden_act={config.hidden_act!r}")
+        raise UserError(f"only GELU BERT models convert, got hidden_act={config.hidden_act!r}")
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
-        raise ValueError("only absolute position embeddings convert")
+        raise UserError("only absolute position embeddings convert")
     width, heads = int(config.hidden_size), int(config.num_attention_heads)
     layers, hidden = int(config.num_hidden_layers), int(config.intermediate_size)
 
@@ -96,7 +97,7 @@ def _copy_weights(model: Any, net: ElasticBert) -> None:
         layer.fc2.load_state_dict(source.output.dense.state_dict())
         layer.norm2.load_state_dict(source.output.LayerNorm.state_dict())
     if bert.pooler is None:
-        raise ValueError("the model has no pooler (add_pooling_layer=False): not convertible")
+        raise UserError("the model has no pooler (add_pooling_layer=False): not convertible")
     net.pooler.load_state_dict(bert.pooler.dense.state_dict())
     net.classifier.load_state_dict(model.classifier.state_dict())
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from onefit.errors import DuplicateNameError, UnknownNameError
+from onefit.errors import DuplicateNameError, UnknownNameError, UserError, UserTypeError
 from onefit.metrics.counting import Cost, count
 
 # Dimensions of one tensor: (where its input channels are, where its output channels
@@ -93,7 +93,7 @@ class ChannelRule:
         found = []
         for side in ("input", "output"):
             if len(sizes[side]) != 1:
-                raise ValueError(
+                raise UserError(
                     f"{type(self).__name__}.tensors({type(layer).__name__}) gives "
                     f"{_describe(sizes[side])} {side} channels; it must give one count "
                     "(a tensor with that side's dimension, the same size in each)"
@@ -162,12 +162,12 @@ class ChannelRule:
             if name not in named:
                 if _is_none(layer, name):
                     continue  # an optional tensor the layer does not have (bias=False)
-                raise ValueError(
+                raise UserError(
                     f"{type(self).__name__}.tensors names {name!r}, which is not a parameter "
                     f"or buffer of {type(layer).__name__}; it has: {', '.join(named) or '(none)'}"
                 )
             if self.coupled and in_dim is not None and out_dim is not None and in_dim != out_dim:
-                raise ValueError(
+                raise UserError(
                     f"{type(self).__name__} is coupled, so {name!r} holds one set of channels: "
                     f"give one dimension, e.g. ({in_dim}, {in_dim}), got ({in_dim}, {out_dim})"
                 )
@@ -234,12 +234,12 @@ def register_channel_rule(layer_type: type[nn.Module], rule: ChannelRule) -> Cha
         >>> _ = onefit.convert.unregister_channel_rule(Scale)
     """
     if not isinstance(layer_type, type) or not issubclass(layer_type, nn.Module):
-        raise TypeError(f"layer_type must be an nn.Module subclass, got {layer_type!r}")
+        raise UserTypeError(f"layer_type must be an nn.Module subclass, got {layer_type!r}")
     if not isinstance(rule, ChannelRule):
         got = f"the class {rule.__name__}" if isinstance(rule, type) else type(rule).__name__
-        raise TypeError(f"rule must be a ChannelRule instance, got {got}; e.g. MyRule()")
+        raise UserTypeError(f"rule must be a ChannelRule instance, got {got}; e.g. MyRule()")
     if layer_type in BUILT_IN_TYPES:
-        raise ValueError(
+        raise UserError(
             f"{_type_name(layer_type)} is converted by onefit itself; register a rule for "
             "your own subclass of it instead"
         )

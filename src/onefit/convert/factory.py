@@ -18,6 +18,7 @@ from onefit.convert.bert import bert_from_transformers, is_transformers_bert
 from onefit.convert.options import ConversionOptions
 from onefit.convert.supernet import ConvertedSupernet
 from onefit.convert.transformers import is_torchvision_vit, vit_from_torchvision
+from onefit.errors import UserError
 from onefit.supernets import Supernet, create_supernet
 
 
@@ -79,7 +80,7 @@ def elasticize(
     opts = ConversionOptions.build(options, **kwargs)
     if isinstance(model, str):
         if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
-            raise ValueError("a model given by import path needs an image batch (N, C, H, W)")
+            raise UserError("a model given by import path needs an image batch (N, C, H, W)")
         # Built through the registry, so the supernet's spec is the recipe that rebuilds it.
         net = create_supernet(
             "model", factory=model, factory_kwargs=dict(model_kwargs or {}),
@@ -89,12 +90,12 @@ def elasticize(
             print(net.report)
         return net
     if model_kwargs is not None:
-        raise ValueError("model_kwargs apply to a model given by its import path")
+        raise UserError("model_kwargs apply to a model given by its import path")
     if is_transformers_bert(model):
         if not isinstance(example_input, torch.Tensor) or example_input.dim() != 2:
-            raise ValueError("a BERT model's example_input is token ids of shape (N, length)")
+            raise UserError("a BERT model's example_input is token ids of shape (N, length)")
         if opts.resolutions is not None:
-            raise ValueError("a BERT supernet has one sequence length: leave resolutions unset")
+            raise UserError("a BERT supernet has one sequence length: leave resolutions unset")
         ratios = opts.transformer_width_ratios()
         bert = bert_from_transformers(
             model, int(example_input.shape[1]), width_ratios=ratios, mlp_ratios=ratios,

@@ -29,6 +29,7 @@ from torch import nn
 from onefit.convert.factory import elasticize
 from onefit.convert.options import ConversionOptions
 from onefit.convert.torchvision import load_weights
+from onefit.errors import UserError
 from onefit.supernets.base import Supernet, check_positive_int
 from onefit.supernets.registry import register_supernet
 
@@ -41,23 +42,23 @@ def import_factory(path: str) -> Any:
         'Linear'
     """
     if not isinstance(path, str) or path.count(":") != 1:
-        raise ValueError(f"a model's import path is 'package.module:function', got {path!r}")
+        raise UserError(f"a model's import path is 'package.module:function', got {path!r}")
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"a model's import path is 'package.module:function', got {path!r}")
+        raise UserError(f"a model's import path is 'package.module:function', got {path!r}")
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(
+        raise UserError(
             f"cannot import {module_name!r} for the model {path!r} ({error}); run from the "
             "folder that holds it or add that folder to PYTHONPATH"
         ) from None
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise ValueError(f"module {module_name!r} has no attribute {attribute!r} ({path!r})")
+            raise UserError(f"module {module_name!r} has no attribute {attribute!r} ({path!r})")
         target = getattr(target, part)
     if not callable(target):
-        raise ValueError(f"{path!r} is not callable: it must build an nn.Module")
+        raise UserError(f"{path!r} is not callable: it must build an nn.Module")
     return target
 
 
@@ -67,9 +68,9 @@ def build_model(path: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module
     try:
         model = factory(**dict(kwargs or {}))
     except TypeError as error:
-        raise ValueError(f"building the model {path!r} failed: {error}") from None
+        raise UserError(f"building the model {path!r} failed: {error}") from None
     if not isinstance(model, nn.Module):
-        raise ValueError(f"{path!r} returned {type(model).__name__}, not a torch nn.Module")
+        raise UserError(f"{path!r} returned {type(model).__name__}, not a torch nn.Module")
     return model
 
 
@@ -78,11 +79,11 @@ def _input_shape(
 ) -> tuple[int, ...]:
     if input_shape is None:
         if in_channels is None or image_size is None:
-            raise ValueError("the model family needs input_shape (e.g. [3, 32, 32])")
+            raise UserError("the model family needs input_shape (e.g. [3, 32, 32])")
         return (in_channels, image_size, image_size)
     shape = tuple(input_shape)
     if len(shape) != 3 or shape[1] != shape[2]:
-        raise ValueError(
+        raise UserError(
             f"input_shape is one image's (channels, side, side), got {list(input_shape)}"
         )
     for value in shape:
@@ -142,12 +143,12 @@ def imported_supernet(
         factory_kwargs = {"num_classes": num_classes or 1000, "in_channels": in_channels}
     shape = _input_shape(input_shape, in_channels, image_size)
     if in_channels is not None and input_shape is not None and in_channels != shape[0]:
-        raise ValueError(
+        raise UserError(
             f"the data has {in_channels} input channel(s) but input_shape is {list(shape)}"
         )
     model = build_model(factory, factory_kwargs)
     if next(model.parameters(), None) is None:
-        raise ValueError(f"the model built by {factory} has no parameters to make elastic")
+        raise UserError(f"the model built by {factory} has no parameters to make elastic")
     if weights is not None:
         load_weights(model, weights)
     example = torch.zeros(2, *shape)
@@ -155,7 +156,7 @@ def imported_supernet(
         with torch.no_grad():
             outputs = model.eval()(example)
         if outputs.dim() != 2 or outputs.shape[1] != num_classes:
-            raise ValueError(
+            raise UserError(
                 f"the model {factory} gives outputs of shape {tuple(outputs.shape)} for "
                 f"{tuple(example.shape)} inputs; the data needs (N, {num_classes})"
             )

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from onefit.errors import UserError, UserTypeError
+
 # "group": one width dimension per coupled channel group (BootstrapNAS); "global": one
 # ratio for every group (slimmable networks), a far smaller space that short
 # fine-tuning covers evenly.
@@ -68,26 +70,26 @@ class ConversionOptions:
         ratios = self.width_ratios
         if ratios is not None:
             if not _numbers(ratios) or not all(0 < r <= 1 for r in ratios):
-                raise ValueError(
+                raise UserError(
                     "width_ratios must be a non-empty list of numbers in (0, 1] (fractions "
                     f"of each layer's channels), got {ratios!r}"
                 )
             object.__setattr__(self, "width_ratios", tuple(float(r) for r in ratios))
         if not _integer(self.round_to) or self.round_to < 1:
-            raise ValueError(f"round_to must be a positive integer, got {self.round_to!r}")
+            raise UserError(f"round_to must be a positive integer, got {self.round_to!r}")
         for name in ("depth", "kernel", "sort"):
             value = getattr(self, name)
             if not isinstance(value, bool):
-                raise ValueError(f"{name} must be True or False, got {value!r}")
+                raise UserError(f"{name} must be True or False, got {value!r}")
         sides = self.resolutions
         if sides is not None:
             if not _numbers(sides) or not all(_integer(r) and r >= 1 for r in sides):
-                raise ValueError(
+                raise UserError(
                     f"resolutions must be a non-empty list of positive integers, got {sides!r}"
                 )
             object.__setattr__(self, "resolutions", tuple(int(r) for r in sides))
         if self.width_mode not in WIDTH_MODES:
-            raise ValueError(
+            raise UserError(
                 f"width_mode must be one of {list(WIDTH_MODES)}, got {self.width_mode!r}"
             )
 
@@ -109,7 +111,7 @@ class ConversionOptions:
         elif isinstance(options, Mapping):
             base = cls.from_dict(options)
         else:
-            raise TypeError(
+            raise UserTypeError(
                 "options must be a ConversionOptions or a dict of its fields, got "
                 f"{type(options).__name__}"
             )
@@ -147,7 +149,7 @@ def option_names() -> list[str]:
 def _check_names(names: Mapping[str, Any]) -> None:
     unknown = sorted(set(names) - set(option_names()))
     if unknown:
-        raise TypeError(
+        raise UserTypeError(
             f"unknown conversion option(s) {', '.join(map(repr, unknown))}; "
             f"the options are: {', '.join(option_names())}"
         )

@@ -30,6 +30,7 @@ from torch import fx, nn
 
 from onefit.convert.custom_rules import ChannelRule, find_channel_rule
 from onefit.convert.tracing import describe, node_shape
+from onefit.errors import UserError
 
 # -- what the operations do to channels ---------------------------------------------------
 
@@ -323,7 +324,7 @@ class _GroupFinder:
             return
         in_channels, out_channels = rule.channels(module)
         if (info.shape[dim], shape[dim]) != (in_channels, out_channels):
-            raise ValueError(
+            raise UserError(
                 f"the channel rule {type(rule).__name__} says {name} ({kind}) maps "
                 f"{in_channels} to {out_channels} channels, but in the traced model it maps "
                 f"{info.shape[dim]} to {shape[dim]} (along dim {rule.channel_dim})"

@@ -25,6 +25,7 @@ from onefit.convert.tracing import NodeProfiler, trace
 from onefit.elastic import ElasticBatchNorm2d, permute_
 from onefit.elastic.channels import batch_norm_tensors
 from onefit.elastic.norm import ElasticLayerNorm
+from onefit.errors import UserError, UserTypeError
 from onefit.metrics.counting import Cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.supernets.base import Supernet
@@ -69,7 +70,7 @@ class ConvertedSupernet(Supernet):
         super().__init__()
         _check_input(model, example_input)
         if options is not None and not isinstance(options, ConversionOptions):
-            raise TypeError(
+            raise UserTypeError(
                 "options must be a ConversionOptions (onefit.elasticize also takes a dict), "
                 f"got {type(options).__name__}"
             )
@@ -96,7 +97,7 @@ class ConvertedSupernet(Supernet):
                 self.shapes[r], self.node_macs[r] = profiler.shapes, profiler.macs
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
+            raise UserError(
                 f"elasticize needs a model returning one (batch, classes) tensor, got {got}"
             )
         self.num_classes = int(out.shape[1])
@@ -458,7 +459,7 @@ class ConvertedSupernet(Supernet):
 
     def units(self, config: Mapping[str, Any]) -> list[str]:
         """Not available: a converted model is a graph, not a chain of layers to time apart."""
-        raise ValueError(
+        raise UserError(
             "latency lookup tables need a supernet whose sub-networks are chains of layers; "
             "a converted model is a general graph: measure latency instead (objective "
             "'latency_ms' with a runtime)"
@@ -573,13 +574,13 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 def _check_input(model: object, example_input: object) -> None:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"elasticize needs a torch.nn.Module, got {type(model).__name__}")
+        raise UserTypeError(f"elasticize needs a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(example_input, torch.Tensor):
-        raise TypeError(
+        raise UserTypeError(
             f"example_input must be a torch.Tensor batch, got {type(example_input).__name__}"
         )
     if example_input.dim() != 4 or example_input.shape[-1] != example_input.shape[-2]:
-        raise ValueError(
+        raise UserError(
             "example_input must be a batch of square images (N, C, H, H), got shape "
             f"{tuple(example_input.shape)}"
         )

@@ -24,6 +24,7 @@ from torch import nn
 
 from onefit.convert.factory import elasticize
 from onefit.convert.options import ConversionOptions
+from onefit.errors import MissingDependencyError, UserError
 from onefit.files import read_state_dict
 from onefit.supernets import Supernet, register_supernet
 from onefit.supernets.base import check_positive_int, default_resolutions
@@ -33,7 +34,7 @@ def _torchvision() -> Any:
     try:
         import torchvision
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "the 'torchvision' supernet family needs torchvision: pip install torchvision "
             "(with its matching torch, e.g. torch==2.14.1 torchvision==0.29.1)"
         ) from None
@@ -53,7 +54,7 @@ def build_torchvision_model(name: str, num_classes: int, in_channels: int = 3) -
     models = _torchvision().models
     known = models.list_models(module=models)
     if name not in known:
-        raise ValueError(
+        raise UserError(
             f"unknown torchvision classification model {name!r}; known: {', '.join(known)}"
         )
     model: nn.Module = models.get_model(name, weights=None, num_classes=num_classes)
@@ -78,7 +79,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path} does not fit the model: {error}") from None
+        raise UserError(f"{path} does not fit the model: {error}") from None
 
 
 @register_supernet("torchvision")

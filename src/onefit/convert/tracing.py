@@ -19,6 +19,7 @@ from torch.fx.passes.shape_prop import _extract_tensor_metadata
 from torch.utils.flop_counter import FlopCounterMode
 
 from onefit.convert.custom_rules import find_channel_rule
+from onefit.errors import UserError
 
 
 class ConversionTracer(fx.Tracer):
@@ -49,7 +50,7 @@ def trace(model: nn.Module) -> fx.GraphModule:
     try:
         graph = tracer.trace(model)
     except Exception as error:  # fx raises many kinds; the user needs one message
-        raise ValueError(
+        raise UserError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(error).__name__}: "
             f"{error}){_where(error)}; elasticize needs a model whose forward has no "
             "data-dependent Python control flow"

@@ -20,6 +20,7 @@ from torch import nn
 
 from onefit.convert.report import ConversionReport, ReportRow
 from onefit.convert.supernet import width_choices
+from onefit.errors import UserError
 from onefit.supernets.vit import ElasticViT
 
 
@@ -64,7 +65,7 @@ def vit_from_torchvision(
     """
     vit: Any = model  # torchvision's VisionTransformer, typed loosely to avoid importing it
     if not isinstance(vit.conv_proj, nn.Conv2d):
-        raise ValueError("only ViTs with a single-convolution patch embedding convert")
+        raise UserError("only ViTs with a single-convolution patch embedding convert")
     encoder = vit.encoder
     layers = list(encoder.layers)
     first = layers[0]
@@ -73,11 +74,11 @@ def vit_from_torchvision(
     mlp = int(first.mlp[0].out_features)
     head = vit.heads
     if len(head) != 1 or not hasattr(head, "head"):
-        raise ValueError(
+        raise UserError(
             "only ViTs whose head is a single linear layer convert (representation_size=None)"
         )
     if width % heads:
-        raise ValueError(f"hidden_dim {width} is not a multiple of num_heads {heads}")
+        raise UserError(f"hidden_dim {width} is not a multiple of num_heads {heads}")
     image_size, patch = int(vit.image_size), int(vit.patch_size)
     kwargs: dict[str, Any] = {
         "num_classes": int(head.head.out_features),
@@ -106,14 +107,14 @@ def _copy_weights(model: Any, net: ElasticViT) -> None:
     net.cls_token.copy_(model.class_token)
     positions = model.encoder.pos_embedding
     if positions.shape != net.pos_embed.shape:
-        raise ValueError(
+        raise UserError(
             f"position table {tuple(positions.shape)} does not fit {tuple(net.pos_embed.shape)}"
         )
     net.pos_embed.copy_(positions)
     for block, layer in zip(model.encoder.layers, net.layer_list):
         attention = block.self_attention
         if not attention._qkv_same_embed_dim or attention.in_proj_bias is None:
-            raise ValueError("only attention with a fused, biased q/k/v projection converts")
+            raise UserError("only attention with a fused, biased q/k/v projection converts")
         layer.norm1.load_state_dict(block.ln_1.state_dict())
         layer.qkv.weight.copy_(attention.in_proj_weight)
         layer.qkv.bias.copy_(attention.in_proj_bias)

@@ -53,6 +53,7 @@ from onefit.data.splits import (
     from_tokens,
     split_tensors,
 )
+from onefit.errors import UserError
 
 
 def _sources() -> list[tuple[str, DatasetSource]]:
@@ -73,7 +74,7 @@ def _pick_format(folder: Path, format: str | None) -> DatasetSource:
     if format is not None:
         source = DATASETS.create(format)  # an unknown name raises, listing the known ones
         if not source.needs_path:
-            raise ValueError(
+            raise UserError(
                 f"{format!r} is a built-in dataset, not a file format; "
                 f"load it with load_dataset({format!r}) and no path"
             )
@@ -182,7 +183,7 @@ def _split(
 def _renormalized(splits: DataSplits, stats: Stats) -> DataSplits:
     mean, std = stats
     if len(mean) != splits.in_channels:
-        raise ValueError(
+        raise UserError(
             f"mean/std give {len(mean)} channel(s), the images have {splits.in_channels}"
         )
     rebuilt = [

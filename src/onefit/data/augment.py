@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from onefit.errors import UserError
 from onefit.registry import Registry
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -83,16 +84,16 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.auto_augment is not None and self.auto_augment not in AUTO_AUGMENTS:
-            raise ValueError(
+            raise UserError(
                 f"auto_augment must be one of {list(AUTO_AUGMENTS)} or None, "
                 f"got {self.auto_augment!r}"
             )
         for name in ("mixup_alpha", "cutmix_alpha"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+                raise UserError(f"{name} must be a number >= 0, got {value!r}")
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+                raise UserError(f"{name} must be a finite number >= 0, got {value!r}")
 
     def train_geometry(self, size: int) -> list[v2.Transform]:
         raise NotImplementedError
@@ -224,7 +225,7 @@ def create_recipe(name: str, **kwargs: Any) -> Recipe:
     try:
         return RECIPES.create(name, **kwargs)
     except TypeError as error:  # an option this recipe does not have
-        raise ValueError(f"augmentation recipe {name!r}: {error}") from None
+        raise UserError(f"augmentation recipe {name!r}: {error}") from None
 
 
 def list_recipes() -> list[str]:

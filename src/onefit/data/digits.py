@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from onefit.data.base import DatasetSource, RawData, register_dataset
+from onefit.errors import MissingDependencyError
 
 # The UCI digits count set pixels in 4x4 blocks of a 32x32 bitmap: 0..16.
 _MAX_VALUE = 16.0
@@ -34,7 +35,7 @@ class Digits(DatasetSource):
         try:
             from sklearn.datasets import load_digits
         except ImportError as exc:  # scikit-learn is a dependency; a broken install lands here
-            raise ImportError(
+            raise MissingDependencyError(
                 "the digits dataset comes from scikit-learn: pip install 'scikit-learn>=1.3'"
             ) from exc
         bunch = load_digits()

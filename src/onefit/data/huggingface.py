@@ -40,6 +40,7 @@ from onefit.data.base import DataError, DatasetSource, LazyData, register_datase
 from onefit.data.lazy import LazyImages
 from onefit.data.prepare import check_stats, split_lazy
 from onefit.data.splits import DataSplits, check_options, check_val_fraction
+from onefit.errors import MissingDependencyError, UserTypeError
 
 TRAIN_SPLITS = ("train",)
 VAL_SPLITS = ("validation", "val", "test")
@@ -51,7 +52,7 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError as error:
-        raise ImportError(
+        raise MissingDependencyError(
             f"Hugging Face datasets are read with the datasets package: {INSTALL}"
         ) from error
     return datasets
@@ -151,7 +152,9 @@ def _lazy(
     elif isinstance(dataset, datasets.Dataset):
         table = dataset
     else:
-        raise TypeError(f"expected a datasets.Dataset or DatasetDict, got {type(dataset).__name__}")
+        raise UserTypeError(
+            f"expected a datasets.Dataset or DatasetDict, got {type(dataset).__name__}"
+        )
     image, label = _columns(table, image_column, label_column)
     items = _items(table, image, label, image_size, in_channels)
     val_items = None

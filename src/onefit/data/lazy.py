@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from onefit.data.base import DataError
+from onefit.errors import UserError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 # Training images whose statistics stand for the whole split (ImageNet: ~5 s to read).
@@ -59,7 +60,7 @@ class LazyImages(Dataset[tuple[torch.Tensor, int]]):
         transform: Transform | None = None,
     ) -> None:
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+            raise UserError(f"channels must be 1 or 3, got {channels!r}")
         self._labels = labels
         self.size, self.channels = size, channels
         self.indices = torch.arange(len(labels)) if indices is None else indices

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from onefit.data.base import DataError
 from onefit.data.splits import Samples
+from onefit.errors import UserError
 
 Key = tuple[int, int]  # (index in the split, seed of the item's augmentation)
 BAD_ITEM_POLICIES = ("error", "skip")
@@ -191,7 +192,7 @@ def make_loader(
     epoch to the next (no re-forking; stop them with :func:`close_loader`).
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        raise UserError(f"num_workers must be an integer >= 0, got {num_workers!r}")
     return DataLoader(
         SeededItems(dataset),
         batch_sampler=sampler,
@@ -218,7 +219,7 @@ class ProblemReport:
 
     def __init__(self, policy: str) -> None:
         if policy not in BAD_ITEM_POLICIES:
-            raise ValueError(f"bad_items must be one of {list(BAD_ITEM_POLICIES)}, got {policy!r}")
+            raise UserError(f"bad_items must be one of {list(BAD_ITEM_POLICIES)}, got {policy!r}")
         self.policy = policy
         self.skipped: list[str] = []
 

@@ -9,6 +9,7 @@ from onefit.data.augment import Recipe
 from onefit.data.base import LazyData
 from onefit.data.lazy import LazyImages, sample_stats
 from onefit.data.splits import DataSplits, Samples, split_indices
+from onefit.errors import UserError
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
@@ -19,11 +20,11 @@ def check_stats(mean: Sequence[float] | None, std: Sequence[float] | None) -> St
     if mean is None and std is None:
         return None
     if mean is None or std is None or len(mean) != len(std) or not len(mean):
-        raise ValueError(
+        raise UserError(
             f"give both mean and std, one number per channel, got mean={mean!r} std={std!r}"
         )
     if not all(s > 0 for s in std):
-        raise ValueError(f"std must be > 0 for every channel, got {std!r}")
+        raise UserError(f"std must be > 0 for every channel, got {std!r}")
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
@@ -50,7 +51,7 @@ def split_lazy(
     else:
         (mean, std), source = stats, "given"
         if len(mean) != items.channels:
-            raise ValueError(
+            raise UserError(
                 f"mean/std give {len(mean)} channel(s), the images have {items.channels}"
             )
     transform = recipe.eval_transform(size, mean=mean, std=std)
@@ -88,7 +89,7 @@ def training_view(splits: DataSplits, recipe: Recipe) -> Samples:
         return splits.train
     with_transform = getattr(splits.train, "with_transform", None)
     if with_transform is None or not splits.mean:
-        raise ValueError(
+        raise UserError(
             f"augment={recipe.name!r} applies to onefit's image datasets (load_dataset, "
             "from_tensors, from_huggingface); this train data is a "
             f"{type(splits.train).__name__}: augment inside your own Dataset instead, "

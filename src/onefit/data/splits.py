@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from onefit.errors import UserError, UserTypeError
+
 # Rows converted to float64 at a time when computing statistics or resizing: large
 # enough to be fast, small enough that CIFAR never needs a full float copy (~25 MB).
 _CHUNK = 1024
@@ -46,7 +48,7 @@ def check_val_fraction(val_fraction: float) -> None:
         or not isinstance(val_fraction, numbers.Real)
         or not 0 < val_fraction < 1
     ):
-        raise ValueError(
+        raise UserError(
             f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}"
         )
 
@@ -65,7 +67,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     check_val_fraction(val_fraction)
     n_val = round(val_fraction * n)
     if n_val < 1 or n_val >= n:
-        raise ValueError(
+        raise UserError(
             f"val_fraction={val_fraction} of {n} samples gives {n - n_val} for training and "
             f"{n_val} for validation; both need at least one sample"
         )
@@ -322,14 +324,14 @@ def from_datasets(
     """
     for role, dataset in (("train", train), ("val", val)):
         if not isinstance(dataset, Dataset) or not hasattr(dataset, "__len__"):
-            raise TypeError(
+            raise UserTypeError(
                 f"{role} data must be a torch Dataset with a length, got {type(dataset).__name__}"
             )
         if len(dataset) == 0:
-            raise ValueError(f"{role} data is empty")
+            raise UserError(f"{role} data is empty")
     first = train[0]
     if not isinstance(first, (tuple, list)) or len(first) != 2:
-        raise ValueError(
+        raise UserError(
             "each item of the train data must be an (input, target) pair, got "
             f"{type(first).__name__}"
         )
@@ -360,7 +362,7 @@ def _as_tensor(value: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
         return torch.from_numpy(value)
     if isinstance(value, torch.Tensor):
         return value
-    raise TypeError(f"{what} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+    raise UserTypeError(f"{what} must be a torch.Tensor or numpy array, got {type(value).__name__}")
 
 
 def _check_labels(
@@ -368,21 +370,21 @@ def _check_labels(
 ) -> int:
     """Validate labels against the images; return the number of classes."""
     if labels.ndim != 1 or len(labels) != n:
-        raise ValueError(
+        raise UserError(
             f"labels must be a (N,) tensor with N = {n} (one per image), "
             f"got shape {tuple(labels.shape)}"
         )
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+        raise UserTypeError(f"labels must be integers, got dtype {labels.dtype}")
     if classes is not None:
         if num_classes is not None and num_classes != len(classes):
-            raise ValueError(f"num_classes={num_classes} but {len(classes)} class names given")
+            raise UserError(f"num_classes={num_classes} but {len(classes)} class names given")
         num_classes = len(classes)
     low, high = int(labels.min()), int(labels.max())
     if num_classes is None:
         num_classes = high + 1
     if low < 0 or high >= num_classes:
-        raise ValueError(
+        raise UserError(
             f"labels must lie in 0..{num_classes - 1} ({num_classes} classes), "
             f"got values from {low} to {high}"
         )
@@ -416,16 +418,16 @@ def from_tensors(
     images = _as_tensor(images, "images")
     labels = _as_tensor(labels, "labels")
     if images.ndim != 4:
-        raise ValueError(f"images must be a (N, C, H, W) tensor, got shape {tuple(images.shape)}")
+        raise UserError(f"images must be a (N, C, H, W) tensor, got shape {tuple(images.shape)}")
     n, channels, height, width = images.shape
     if n == 0 or channels == 0:
-        raise ValueError(f"images must hold at least one image, got shape {tuple(images.shape)}")
+        raise UserError(f"images must hold at least one image, got shape {tuple(images.shape)}")
     if height != width:
-        raise ValueError(
+        raise UserError(
             f"images must be square (H == W), got {height}x{width}; resize or crop them first"
         )
     if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise TypeError(f"images must be uint8 (0..255) or floating point, got {images.dtype}")
+        raise UserTypeError(f"images must be uint8 (0..255) or floating point, got {images.dtype}")
     num_classes = _check_labels(labels, n, num_classes, classes)
     labels = labels.to(torch.int64)
     train, val = split_indices(n, val_fraction, seed)
@@ -466,11 +468,9 @@ def from_tokens(
     ids = _as_tensor(ids, "ids")
     labels = _as_tensor(labels, "labels")
     if ids.ndim != 2 or ids.is_floating_point() or ids.dtype == torch.bool:
-        raise ValueError(
-            f"ids must be an integer (N, L) tensor, got {ids.dtype} {tuple(ids.shape)}"
-        )
+        raise UserError(f"ids must be an integer (N, L) tensor, got {ids.dtype} {tuple(ids.shape)}")
     if len(ids) == 0 or int(ids.min()) < 0:
-        raise ValueError("ids must hold at least one sequence of non-negative token ids")
+        raise UserError("ids must hold at least one sequence of non-negative token ids")
     num_classes = _check_labels(labels, len(ids), num_classes, None)
     ids, labels = ids.to(torch.int64), labels.to(torch.int64)
     train, val = split_indices(len(ids), val_fraction, seed)
@@ -530,7 +530,7 @@ def conform(
         elif (channels, in_channels) == (3, 1):
             images = _to_gray(images)
         else:
-            raise ValueError(
+            raise UserError(
                 f"can convert images between 1 and 3 channels only, "
                 f"got {channels} channels and in_channels={in_channels}"
             )
@@ -544,9 +544,9 @@ def check_options(image_size: int | None, in_channels: int | None) -> None:
     if image_size is not None and (
         isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
     ):
-        raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+        raise UserError(f"image_size must be a positive int or None, got {image_size!r}")
     if in_channels is not None and in_channels not in (1, 3):
-        raise ValueError(f"in_channels must be 1, 3 or None (as stored), got {in_channels!r}")
+        raise UserError(f"in_channels must be 1, 3 or None (as stored), got {in_channels!r}")
 
 
 __all__ = [

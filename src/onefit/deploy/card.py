@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 
-from onefit.errors import UserError
+from onefit.errors import UserError, UserTypeError
 from onefit.files import write_json_atomic
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import LatencyResult
@@ -318,7 +318,7 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
                 f"model card field {where!r}: expected {_KINDS[hint]}, got {value!r}"
             )
         return value
-    raise TypeError(f"model card field {where!r} has a type the reader does not know: {hint!r}")
+    raise UserTypeError(f"model card field {where!r} has a type the reader does not know: {hint!r}")
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from typing import Any
 
 from onefit.deploy.card import ModelCard, ModelCardError
 from onefit.deploy.picks import COST_METRICS, PickError, SearchRecord, load_search
+from onefit.errors import UserError
 from onefit.rundir import DEFAULT_SEARCH, RunDir
 from onefit.search.supernet import run_task
 
@@ -187,7 +188,7 @@ def write_report(
     run_dir = Path(run_dir)
     paths = RunDir(run_dir)
     if not paths.config_file.is_file():
-        raise ValueError(f"{run_dir} is not a run directory (no config.json from onefit train)")
+        raise UserError(f"{run_dir} is not a run directory (no config.json from onefit train)")
     folder = Path(out) if out else paths.report_dir
     folder.mkdir(parents=True, exist_ok=True)
     settings = paths.settings()

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onefit.errors import UserError
+
 
 def _state(tensors: Iterable[torch.Tensor | None]) -> tuple:
     """Storage address and in-place version of each tensor: changes whenever its values may."""
@@ -56,13 +58,13 @@ class ElasticConv2d(nn.Module):
         super().__init__()
         sizes = sorted({kernel_sizes} if isinstance(kernel_sizes, int) else set(kernel_sizes))
         if padding is None and dilation == 1 and any(k % 2 == 0 or k < 1 for k in sizes):
-            raise ValueError(f"kernel sizes must be odd and positive, got {sizes}")
+            raise UserError(f"kernel sizes must be odd and positive, got {sizes}")
         if (padding is not None or dilation != 1) and len(sizes) > 1:
-            raise ValueError("a fixed padding or a dilation needs a single kernel size")
+            raise UserError("a fixed padding or a dilation needs a single kernel size")
         if dilation != 1 and padding is None:
-            raise ValueError("a dilated convolution needs its padding given explicitly")
+            raise UserError("a dilated convolution needs its padding given explicitly")
         if depthwise and in_channels != out_channels:
-            raise ValueError("a depthwise convolution needs in_channels == out_channels")
+            raise UserError("a depthwise convolution needs in_channels == out_channels")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_sizes = tuple(sizes)
@@ -103,14 +105,14 @@ class ElasticConv2d(nn.Module):
         padding = conv.padding
         square = all(len(set(v)) == 1 for v in (conv.kernel_size, conv.stride, conv.dilation))
         if isinstance(padding, str) or len(set(padding)) != 1 or not square:
-            raise ValueError(f"only square, explicitly padded convolutions convert, got {conv}")
+            raise UserError(f"only square, explicitly padded convolutions convert, got {conv}")
         if conv.padding_mode != "zeros":
-            raise ValueError(f"only zero-padded convolutions convert, got {conv}")
+            raise UserError(f"only zero-padded convolutions convert, got {conv}")
         if kernel_sizes and (padding[0] != k // 2 or dilation != 1 or k % 2 == 0):
-            raise ValueError(f"an elastic kernel needs an odd kernel, 'same' padding, got {conv}")
+            raise UserError(f"an elastic kernel needs an odd kernel, 'same' padding, got {conv}")
         depthwise = conv.groups > 1
         if depthwise and not conv.groups == conv.in_channels == conv.out_channels:
-            raise ValueError(f"grouped convolutions other than depthwise do not convert: {conv}")
+            raise UserError(f"grouped convolutions other than depthwise do not convert: {conv}")
         elastic = cls(
             conv.in_channels,
             conv.out_channels,
@@ -137,7 +139,7 @@ class ElasticConv2d(nn.Module):
     def kernel(self, kernel_size: int) -> torch.Tensor:
         """The full-width weight for ``kernel_size``, transformed down from the largest."""
         if kernel_size not in self.kernel_sizes:
-            raise ValueError(f"kernel size {kernel_size} is not one of {list(self.kernel_sizes)}")
+            raise UserError(f"kernel size {kernel_size} is not one of {list(self.kernel_sizes)}")
         weight: torch.Tensor = self.weight
         for big, small in zip(self.kernel_sizes[::-1], self.kernel_sizes[-2::-1]):
             if big <= kernel_size:
@@ -189,7 +191,7 @@ class ElasticConv2d(nn.Module):
     ) -> torch.Tensor:
         in_channels = x.shape[1]
         if in_channels > self.in_channels:
-            raise ValueError(
+            raise UserError(
                 f"ElasticConv2d holds {self.in_channels} input channels, got {in_channels}"
             )
         k = kernel_size or self.kernel_sizes[-1]

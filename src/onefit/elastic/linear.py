@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onefit.errors import UserError
+
 
 class ElasticLinear(nn.Linear):
     """``nn.Linear`` that reads however many leading input features it receives.
@@ -35,7 +37,7 @@ class ElasticLinear(nn.Linear):
         self, in_features: int, out_features: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if in_features > self.in_features:
-            raise ValueError(f"ElasticLinear holds {self.in_features} inputs, got {in_features}")
+            raise UserError(f"ElasticLinear holds {self.in_features} inputs, got {in_features}")
         bias = None if self.bias is None else self.bias[:out_features]
         return self.weight[:out_features, :in_features], bias
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onefit.errors import UserError
 from onefit.static import LayerNorm2d
 
 
@@ -68,7 +69,7 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
         if channels > self.num_features:
-            raise ValueError(
+            raise UserError(
                 f"{type(self).__name__} holds {self.num_features} channels, got {channels}"
             )
         if (
@@ -149,7 +150,7 @@ class ElasticLayerNorm(nn.LayerNorm):
     def __init__(self, features: int, *, channel_dim: int = -1, eps: float = 1e-5) -> None:
         super().__init__(features, eps=eps)
         if channel_dim not in (1, -1):
-            raise ValueError(f"channel_dim must be 1 or -1, got {channel_dim}")
+            raise UserError(f"channel_dim must be 1 or -1, got {channel_dim}")
         self.channel_dim = channel_dim
 
     @classmethod
@@ -157,7 +158,7 @@ class ElasticLayerNorm(nn.LayerNorm):
     def from_layer_norm(cls, ln: nn.LayerNorm, channel_dim: int = -1) -> ElasticLayerNorm:
         """An elastic copy of a 1-D, affine ``ln`` (same eps and parameters)."""
         if len(ln.normalized_shape) != 1 or not ln.elementwise_affine:
-            raise ValueError(f"only affine layer norms over one dimension convert, got {ln}")
+            raise UserError(f"only affine layer norms over one dimension convert, got {ln}")
         elastic = cls(ln.normalized_shape[0], channel_dim=channel_dim, eps=ln.eps)
         elastic.weight.copy_(ln.weight)
         if ln.bias is not None:
@@ -169,7 +170,7 @@ class ElasticLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[self.channel_dim]
         if channels > self.normalized_shape[0]:
-            raise ValueError(
+            raise UserError(
                 f"ElasticLayerNorm holds {self.normalized_shape[0]} features, got {channels}"
             )
         weight, bias = _prefix(channels, self.weight, self.bias)

@@ -110,7 +110,7 @@ class DeviceProfile:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown device profile fields {sorted(unknown)}; known: {sorted(known)}"
             )
         return cls(**{**data, "versions": dict(data.get("versions", {}))})

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from onefit.errors import UserError
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.runtimes import get_runtime
 
@@ -97,7 +98,7 @@ def check_timing_settings(warmup: int, repeats: int, batch_size: int, threads: i
         ("threads", threads, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def measure_latency(

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.stats import kendalltau
 from sklearn.model_selection import KFold
 
-from onefit.errors import UserError
+from onefit.errors import UserError, UserTypeError
 from onefit.files import read_json_document, write_json_atomic
 from onefit.predictors.base import REGRESSORS, Regressor
 from onefit.space import ArchConfig, Encoding, SearchSpace
@@ -82,7 +82,7 @@ class Predictor:
     def predict(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Predicted values for ``configs`` (a list of configs), vectorized."""
         if isinstance(configs, Mapping):
-            raise TypeError("predict takes a list of configs; wrap a single config in a list")
+            raise UserTypeError("predict takes a list of configs; wrap a single config in a list")
         return self.regressor.predict(self.features(configs))
 
     def evaluate(

@@ -26,6 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
+from onefit.errors import UserError
 from onefit.predictors.base import Regressor, register_regressor
 
 TREE_TYPES = ["sklearn.tree._tree.Tree"]
@@ -60,7 +61,7 @@ class SklearnRegressor(Regressor):
         payload = base64.b64decode(state["skops"])
         untrusted = set(skops_io.get_untrusted_types(data=payload)) - set(cls.trusted)
         if untrusted:
-            raise ValueError(f"predictor file holds unexpected types {sorted(untrusted)}")
+            raise UserError(f"predictor file holds unexpected types {sorted(untrusted)}")
         regressor.model = skops_io.loads(payload, trusted=cls.trusted or None)
         return regressor
 

@@ -108,7 +108,7 @@ class LatencyTable:
         a few whole-model measurements on the same profile correct that.
         """
         if len(configs) != len(measured_ms) or len(configs) < 2:
-            raise ValueError("calibrate needs at least two configs and one timing per config")
+            raise UserError("calibrate needs at least two configs and one timing per config")
         raw = np.array([self.raw_predict(c) for c in configs])
         scale, offset = np.polyfit(raw, np.asarray(measured_ms, dtype=float), 1)
         self.settings["calibration"] = {"scale": float(scale), "offset": float(offset),

@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from onefit.errors import UserError, UserTypeError
+
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
 _OP = r"<=|>=|<|>"
@@ -60,14 +62,14 @@ def parse_constraint(spec: str | ConstraintFn) -> Constraint:
     if callable(spec):
         return Constraint(getattr(spec, "__name__", "callable"), None, "fn", 0.0, spec)
     if not isinstance(spec, str):
-        raise TypeError(f"a constraint is a string or a callable, got {spec!r}")
+        raise UserTypeError(f"a constraint is a string or a callable, got {spec!r}")
     match = _METRIC_FIRST.match(spec)
     if match:
         name, op, number = match.groups()
     else:
         match = _NUMBER_FIRST.match(spec)
         if not match:
-            raise ValueError(
+            raise UserError(
                 f"cannot parse constraint {spec!r}; write it as 'metric <= number' "
                 f"(operators <=, <, >=, >), e.g. 'latency_ms <= 5'"
             )
@@ -83,7 +85,7 @@ def parse_constraints(
     constraints = [parse_constraint(s) for s in specs or []]
     for c in constraints:
         if c.metric is not None and c.metric not in known_metrics:
-            raise ValueError(
+            raise UserError(
                 f"constraint {c.text!r} names unknown metric {c.metric!r}; "
                 f"known metrics: {sorted(known_metrics)}"
             )

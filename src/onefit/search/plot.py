@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from onefit.errors import MissingDependencyError
 from onefit.search.store import Evaluation
 
 
@@ -28,7 +29,7 @@ def plot_front(
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError("plots need matplotlib: pip install matplotlib") from None
+        raise MissingDependencyError("plots need matplotlib: pip install matplotlib") from None
     names = list(objectives)
     x = x or names[-1]
     y = y or names[0]

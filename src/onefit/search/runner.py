@@ -27,6 +27,7 @@ from typing import Any
 
 from rich.progress import Progress
 
+from onefit.errors import MissingDependencyError, UserError
 from onefit.search.constraints import ConstraintFn, parse_constraints
 from onefit.search.pareto import normalized_hypervolume, pareto_mask
 from onefit.search.plot import plot_front
@@ -102,7 +103,7 @@ class _Evaluator:
         if executor == "ray":
             self._start_ray(ray_address, workers)
         elif executor not in (None, "local"):
-            raise ValueError(f"unknown executor {executor!r}; use None/'local' or 'ray'")
+            raise UserError(f"unknown executor {executor!r}; use None/'local' or 'ray'")
         elif workers > 1:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             self.pool = ProcessPoolExecutor(
@@ -116,7 +117,9 @@ class _Evaluator:
         try:
             import ray
         except ImportError:
-            raise ImportError('executor="ray" needs Ray: pip install "ray[default]"') from None
+            raise MissingDependencyError(
+                'executor="ray" needs Ray: pip install "ray[default]"'
+            ) from None
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
             ray.init(address=address, num_cpus=None if address else max(workers, 1),
@@ -149,10 +152,10 @@ class _Evaluator:
 
 def _check_objectives(objectives: Mapping[str, str]) -> dict[str, str]:
     if not objectives:
-        raise ValueError('give at least one objective, e.g. objectives={"accuracy": "max"}')
+        raise UserError('give at least one objective, e.g. objectives={"accuracy": "max"}')
     for name, sense in objectives.items():
         if sense not in ("min", "max"):
-            raise ValueError(f"objective {name!r}: sense must be 'min' or 'max', got {sense!r}")
+            raise UserError(f"objective {name!r}: sense must be 'min' or 'max', got {sense!r}")
     return dict(objectives)
 
 
@@ -231,7 +234,7 @@ def search(
     for name in ("budget", "batch_size", "workers"):
         value = locals()[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
     problem = Problem(space, objectives, parsed, cheap, budget, seed)
     if isinstance(strategy, SearchStrategy):
         searcher = strategy

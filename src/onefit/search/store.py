@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onefit.errors import UserError
+from onefit.errors import MissingDependencyError, UserError
 from onefit.space import ArchConfig
 
 SCHEMA = """
@@ -296,7 +296,7 @@ class ResultStore:
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError(
+            raise MissingDependencyError(
                 "Parquet export needs pandas and pyarrow: pip install pandas pyarrow"
             ) from None
         header, rows = self.table(run_id)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from onefit.data import DataSplits, create_recipe, load_dataset
+from onefit.errors import UserError
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import measure_latency
 from onefit.metrics.memory import peak_memory
@@ -57,7 +58,7 @@ def run_data(run_dir: str | Path) -> DataSplits:
     """The data split a training run used (from its ``config.json``)."""
     settings = RunDir(run_dir).settings()
     if settings.get("data_source") == "memory":
-        raise ValueError(
+        raise UserError(
             f"{run_dir} was trained on data passed in memory ({settings.get('data')}), which "
             "onefit cannot reload; pass the same data again (data=...)"
         )
@@ -150,7 +151,7 @@ def supernet_search(
         profiles["measured_latency_ms"] = DeviceProfile.detect(runtime=measure_runtime).to_dict()
     unknown = set(objectives) - set(cheap) - set(returned)
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown objective(s) {sorted(unknown)}; known metrics: {sorted({*cheap, *returned})}"
             + " (latency_ms needs a latency table, --lut; measured_latency_ms needs "
             "--measure-runtime; peak_memory_bytes needs --measure-memory)"

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from onefit.errors import UserError
 from onefit.metrics.counting import Cost
 from onefit.space import ArchConfig, SearchSpace, Seed
 from onefit.supernets.inputs import InputSpec
@@ -227,7 +228,7 @@ class Supernet(nn.Module, ABC):
 def check_positive_int(name: str, value: object) -> None:
     """Raise ``ValueError`` unless ``value`` is an int >= 1 (constructor argument checks)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_choices(
@@ -241,7 +242,7 @@ def check_choices(
     kind = "integers" if integer else "numbers"
     bound = f"> {minimum}" if strict else f">= {minimum}"
     if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"{name} must be a non-empty list of {kind} {bound}, got {values!r}")
+        raise UserError(f"{name} must be a non-empty list of {kind} {bound}, got {values!r}")
     for value in values:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if (
@@ -249,7 +250,7 @@ def check_choices(
             or (integer and not isinstance(value, int))
             or (value <= minimum if strict else value < minimum)
         ):
-            raise ValueError(f"{name} must be a non-empty list of {kind} {bound}, got {values!r}")
+            raise UserError(f"{name} must be a non-empty list of {kind} {bound}, got {values!r}")
     return tuple(values)
 
 

@@ -29,6 +29,7 @@ from torch import nn
 from onefit.elastic import ElasticLinear
 from onefit.elastic.channels import head_order, permute_, sort_mlp_
 from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
+from onefit.errors import UserError
 from onefit.metrics.counting import Cost, encoder_layer_cost, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Pooler, PostNormEncoderBlock, TokenEmbedding
@@ -144,12 +145,12 @@ class ElasticBert(Supernet):
                             ("head_dim", head_dim), ("in_channels", in_channels)]:  # fmt: skip
             check_positive_int(name, value)
         if in_channels != 1:
-            raise ValueError(f"a BERT supernet reads token ids (in_channels=1), got {in_channels}")
+            raise UserError(f"a BERT supernet reads token ids (in_channels=1), got {in_channels}")
         if resolutions is not None and list(resolutions) != [image_size]:
-            raise ValueError("a BERT supernet has one sequence length (image_size)")
+            raise UserError("a BERT supernet has one sequence length (image_size)")
         max_positions = max_positions or image_size
         if image_size > max_positions:
-            raise ValueError(f"sequence length {image_size} exceeds max_positions {max_positions}")
+            raise UserError(f"sequence length {image_size} exceeds max_positions {max_positions}")
         embed = check_choices("embed_dims", embed_dims, integer=True, minimum=1)
         depth_choices = check_choices("depths", depths, integer=True, minimum=1)
         heads = check_choices("num_heads", num_heads, integer=True, minimum=1)
@@ -234,7 +235,7 @@ class ElasticBert(Supernet):
 
     def units(self, config: Mapping[str, Any]) -> list[str]:
         """Not available yet: latency tables time layers on image inputs."""
-        raise ValueError(
+        raise UserError(
             "latency lookup tables are not supported for the bert family yet; search it "
             "on MACs and parameters, or measure latency on extracted models"
         )

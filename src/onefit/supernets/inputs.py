@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from onefit.errors import UserError, UserTypeError
+
 
 class InputSpec(ABC):
     """Base class of input specifications (see the module docstring)."""
@@ -58,7 +60,7 @@ class InputSpec(ABC):
     def require(self, kind: str, what: str) -> None:
         """Raise ``ValueError`` unless inputs are of ``kind`` (``what`` needs them)."""
         if self.kind != kind:
-            raise ValueError(
+            raise UserError(
                 f"{what} needs {kind} inputs; this supernet reads {self.kind} inputs "
                 f"({self.to_dict()}); search it on accuracy, MACs and parameters, and export "
                 "an extracted model with onefit.metrics.runtimes.onnx_runtime.export_onnx"
@@ -92,20 +94,20 @@ class ImageInput(InputSpec):
 
     def check(self, x: object) -> None:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+            raise UserTypeError(f"expected a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
-            raise ValueError(f"expected a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
+            raise UserError(f"expected a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
         if not x.is_floating_point():
-            raise ValueError(f"expected float images, got {x.dtype} (convert with x.float())")
+            raise UserError(f"expected float images, got {x.dtype} (convert with x.float())")
         if x.shape[1] != self.channels:
-            raise ValueError(
+            raise UserError(
                 f"expected {self.channels} input channel(s), got {x.shape[1]} "
                 f"(input shape {tuple(x.shape)}); build the supernet with "
                 f"in_channels={x.shape[1]} or convert the images"
             )
         height, width = x.shape[-2:]
         if height != width or height not in self.resolutions:
-            raise ValueError(
+            raise UserError(
                 f"input resolution {height}x{width} is not in the search space; "
                 f"r is one of {list(self.resolutions)} (square images)"
             )
@@ -146,14 +148,14 @@ class TokenInput(InputSpec):
 
     def check(self, x: object) -> None:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor of token ids, got {type(x).__name__}")
+            raise UserTypeError(f"expected a torch.Tensor of token ids, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[1] != self.length or x.is_floating_point():
-            raise ValueError(
+            raise UserError(
                 f"expected integer token ids of shape (N, {self.length}), got "
                 f"{x.dtype} {tuple(x.shape)}"
             )
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
-            raise ValueError(
+            raise UserError(
                 f"token ids must lie in 0..{self.vocab_size - 1} (vocab_size="
                 f"{self.vocab_size}), got {int(x.min())}..{int(x.max())}"
             )

@@ -41,6 +41,7 @@ from onefit.elastic import (
     make_divisible,
     permute_,
 )
+from onefit.errors import UserError
 from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Residual
@@ -74,7 +75,7 @@ def strides_for_image_size(image_size: int) -> tuple[int, tuple[int, ...]]:
     (digits) at 4x4.
     """
     if image_size < 1:
-        raise ValueError(f"image_size must be positive, got {image_size}")
+        raise UserError(f"image_size must be positive, got {image_size}")
     reductions = min(5, max(0, int(math.log2(image_size / 4))))
     # Positions that can stride, earliest first: stem, then stages 1, 2, 3 and 5.
     strided = [True] * 5
@@ -234,7 +235,7 @@ class MobileNetV3Supernet(Supernet):
             or not isinstance(width_mult, (int, float))
             or width_mult <= 0
         ):
-            raise ValueError(f"width_mult must be positive, got {width_mult!r}")
+            raise UserError(f"width_mult must be positive, got {width_mult!r}")
         kernel_sizes = check_choices("kernel_sizes", kernel_sizes, integer=True, minimum=1)
         expand_ratios = check_choices("expand_ratios", expand_ratios, minimum=0, strict=True)
         depths = check_choices("depths", depths, integer=True, minimum=1)
@@ -245,7 +246,7 @@ class MobileNetV3Supernet(Supernet):
         if len(strides) != len(STAGE_WIDTHS) or any(
             isinstance(s, bool) or s not in (1, 2) for s in (stem_stride, *strides)
         ):
-            raise ValueError(
+            raise UserError(
                 f"stem_stride must be 1 or 2 and stage_strides five values of 1 or 2, "
                 f"got {stem_stride} and {list(strides)}"
             )

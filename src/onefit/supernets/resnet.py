@@ -41,6 +41,7 @@ from onefit.elastic import (
     make_divisible,
     permute_,
 )
+from onefit.errors import UserError
 from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Residual
@@ -200,7 +201,7 @@ class ResNetSupernet(Supernet):
         check_positive_int("base_width", base_width)
         base_depths = check_choices("base_depths", base_depths, integer=True, minimum=1)
         if len(base_depths) != len(IMAGENET_STAGE_STRIDES):
-            raise ValueError(
+            raise UserError(
                 f"base_depths needs one depth per stage ({len(IMAGENET_STAGE_STRIDES)}), "
                 f"got {list(base_depths)}"
             )

@@ -29,6 +29,7 @@ from torch import nn
 from onefit.elastic import ElasticLinear
 from onefit.elastic.channels import head_order, permute_, sort_mlp_
 from onefit.elastic.norm import prefix_layer_norm, static_layer_norm
+from onefit.errors import UserError
 from onefit.metrics.counting import Cost, conv_cost, encoder_layer_cost, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import ClassToken, EncoderBlock, PatchEmbed
@@ -174,7 +175,7 @@ class ElasticViT(Supernet):
         resolutions = default_resolutions(image_size, resolutions)
         bad = [r for r in resolutions if r % patch_size]
         if bad:
-            raise ValueError(f"resolutions {bad} are not multiples of patch_size {patch_size}")
+            raise UserError(f"resolutions {bad} are not multiples of patch_size {patch_size}")
         self.num_classes, self.in_channels = num_classes, in_channels
         self.patch_size, self.head_dim = patch_size, head_dim
         self.max_width = max(embed)

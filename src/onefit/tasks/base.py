@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import torch
 
+from onefit.errors import UserError
 from onefit.registry import Registry
 
 
@@ -63,7 +64,7 @@ class Task(ABC):
     def finish(self, state: MetricState) -> dict[str, float]:
         """Mean of every metric over the samples seen."""
         if state.count == 0:
-            raise ValueError("evaluate got an empty validation set")
+            raise UserError("evaluate got an empty validation set")
         return {name: total / state.count for name, total in state.sums.items()}
 
     def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:

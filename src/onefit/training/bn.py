@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onefit.errors import UserError
+
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a batch to ``size`` x ``size`` (no-op when it already is, or for token ids)."""
@@ -48,7 +50,7 @@ def recalibrate_bn(
         torch.Size([2])
     """
     if num_batches < 1:
-        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+        raise UserError(f"num_batches must be >= 1, got {num_batches}")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
@@ -73,5 +75,5 @@ def recalibrate_bn(
             norm.momentum = momentum
         model.eval()
     if seen == 0:
-        raise ValueError("recalibrate_bn got no batches")
+        raise UserError("recalibrate_bn got no batches")
     return model

@@ -138,7 +138,7 @@ def load_supernet(
     try:
         net = rebuild_supernet(saved) if supernet is None else supernet
         if supernet is not None and net.space.to_dict() != saved.get("space"):
-            raise ValueError("the supernet passed in has another search space than the run's")
+            raise UserError("the supernet passed in has another search space than the run's")
         net.load_state_dict(state["model"], strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, ImportError) as error:
         raise CheckpointError(f"{path}: cannot rebuild its supernet ({error})") from None

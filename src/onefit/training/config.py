@@ -11,6 +11,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from onefit.data.augment import Recipe, create_recipe
 from onefit.data.loader import BAD_ITEM_POLICIES
+from onefit.errors import UserError
 
 AMP_DTYPES = ("auto", "bfloat16", "float16")
 
@@ -107,7 +108,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
         hints = get_type_hints(cls)
         config = cls(**{name: _convert(name, value, hints[name]) for name, value in values.items()})
         config.validate()
@@ -149,13 +150,13 @@ class TrainConfig:
         ]
         for name, ok, allowed in checks:
             if not ok:
-                raise ValueError(
+                raise UserError(
                     f"training setting {name}={getattr(self, name)!r} must be {allowed}"
                 )
         self.recipe()  # an unknown recipe or option fails here, before any data is read
         for name in self.eval_configs:
             if name not in ("smallest", "largest") and not name.startswith("{"):
-                raise ValueError(
+                raise UserError(
                     f"eval_configs entries are 'smallest', 'largest' or a config JSON, got {name!r}"
                 )
 
@@ -195,7 +196,7 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
     else:
         return value  # Any: whatever the strategy or the supernet accepts
     allowed = _allowed(value, hint) + (" or null" if optional else "")
-    raise ValueError(f"training setting {name}={value!r} must be {allowed}")
+    raise UserError(f"training setting {name}={value!r} must be {allowed}")
 
 
 def _number(value: Any) -> float | None:

@@ -23,6 +23,8 @@ import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from onefit.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -45,7 +47,7 @@ def _pick_device(requested: str, local_rank: int) -> torch.device:
     device = torch.device(requested)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available; use device='cpu'")
+            raise UserError("device 'cuda' requested but CUDA is not available; use device='cpu'")
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

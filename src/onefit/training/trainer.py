@@ -36,7 +36,7 @@ from onefit.data.loader import (
 )
 from onefit.data.prepare import training_view
 from onefit.data.splits import Samples, calibration_indices
-from onefit.errors import OnefitError
+from onefit.errors import OnefitError, UserError, UserTypeError
 from onefit.files import read_state_dict
 from onefit.rundir import RunDir
 from onefit.space import ArchConfig
@@ -198,12 +198,12 @@ class Trainer:
         self.strategy: Strategy = create_strategy(config.strategy, **config.strategy_kwargs)
         self.steps_per_epoch = len(self.data.train) // config.batch_size
         if self.steps_per_epoch < 1:
-            raise ValueError(
+            raise UserError(
                 f"batch_size {config.batch_size} is larger than the training split "
                 f"({len(self.data.train)} samples)"
             )
         if config.batch_size % self.dist.world_size:
-            raise ValueError(
+            raise UserError(
                 f"batch_size {config.batch_size} must divide evenly over "
                 f"{self.dist.world_size} processes"
             )
@@ -231,7 +231,7 @@ class Trainer:
             self.net.to(memory_format=self.memory_format)
         self.mix = self.recipe.batch_transform(self.data.num_classes)
         if self.mix is not None and self.task.name != "classification":
-            raise ValueError(
+            raise UserError(
                 f"mixup/cutmix mix class labels; task {self.task.name!r} has none "
                 "(set mixup_alpha and cutmix_alpha to 0)"
             )
@@ -311,14 +311,14 @@ class Trainer:
             map_location=self.device,
         )
         if state["scheduler"]["total_steps"] != self.total_steps:
-            raise ValueError(
+            raise UserError(
                 f"{path}: checkpoint planned {state['scheduler']['total_steps']} steps, this run "
                 f"{self.total_steps}; resume with the same epochs, batch size and data"
             )
         try:
             self.net.load_state_dict(state["model"], strict=True)
         except RuntimeError as error:
-            raise ValueError(f"{path}: weights do not fit this supernet: {error}") from None
+            raise UserError(f"{path}: weights do not fit this supernet: {error}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.strategy.load_state_dict(state["strategy"])
@@ -687,12 +687,12 @@ def task_of(config: TrainConfig) -> Task:
 def check_supernet_instance(net: object, config: TrainConfig) -> None:
     """A clear error unless ``net`` is a onefit Supernet ready to train as ``config`` says."""
     if not isinstance(net, Supernet):
-        raise TypeError(
+        raise UserTypeError(
             f"supernet must be a family name or a onefit Supernet, got {type(net).__name__}; "
             "make one from your nn.Module with onefit.elasticize(model, example_input)"
         )
     if config.supernet_kwargs:
-        raise ValueError(
+        raise UserError(
             "supernet_kwargs only apply when supernet is a family name; this supernet was "
             f"passed in already built (got supernet_kwargs={config.supernet_kwargs})"
         )
@@ -704,7 +704,7 @@ def _load_initial_weights(net: Supernet, path: str) -> None:
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
-        raise ValueError(f"init_weights: {path} does not fit this supernet: {error}") from None
+        raise UserError(f"init_weights: {path} does not fit this supernet: {error}") from None
 
 
 def train(
@@ -749,7 +749,7 @@ def train(
         resolved = TrainConfig.from_dict({**dict(config or {}), **overrides})
     if train_data is not None or val_data is not None:
         if data is not None or train_data is None or val_data is None:
-            raise ValueError("pass either data=DataSplits or both train_data= and val_data=")
+            raise UserError("pass either data=DataSplits or both train_data= and val_data=")
         data = from_datasets(train_data, val_data)
     trainer = Trainer(resolved, data, supernet=instance)  # type: ignore[arg-type]
     return trainer.fit(resume=resume, stop_after_steps=stop_after_steps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+from onefit.errors import UserError
 from onefit.search.strategies.base import Problem, SearchStrategy, register_search_strategy
 from onefit.space import ArchConfig
 
@@ -19,7 +20,7 @@ class GridSearch(SearchStrategy):
     def setup(self, problem: Problem) -> None:
         super().setup(problem)
         if problem.space.size > MAX_GRID:
-            raise ValueError(
+            raise UserError(
                 f"grid search needs a small space; this one has {problem.space.size:.3g} "
                 f"configs (limit {MAX_GRID:,}); use random, nsga2 or linas"
             )

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from onefit.errors import UserError
 from onefit.training.strategies.base import SubnetTask
 from onefit.training.strategies.sandwich import Sandwich
 
@@ -51,11 +52,11 @@ class DelayedShrinking(Sandwich):
     ) -> None:
         super().__init__(num_random=num_random)
         if not 0.0 <= ramp <= shrink_start < 1.0:
-            raise ValueError(
+            raise UserError(
                 f"need 0 <= ramp <= shrink_start < 1, got ramp={ramp}, shrink_start={shrink_start}"
             )
         if multiplier <= 0:
-            raise ValueError(f"multiplier must be positive, got {multiplier}")
+            raise UserError(f"multiplier must be positive, got {multiplier}")
         self.shrink_start = shrink_start
         self.ramp = ramp
         self.multiplier = multiplier

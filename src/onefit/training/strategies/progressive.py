@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from onefit.errors import UserError
 from onefit.space import SearchSpace
 from onefit.training.strategies.base import Strategy, SubnetTask, dimension_group, sample_config
 
@@ -49,7 +50,7 @@ class ProgressiveShrinking(Strategy):
         self, *, phases: Sequence[Mapping[str, Any]] | None = None, num_samples: int = 2
     ) -> None:
         if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+            raise UserError(f"num_samples must be >= 1, got {num_samples}")
         self.phases = None if phases is None else [dict(p) for p in phases]
         self.num_samples = num_samples
 
@@ -68,7 +69,7 @@ class ProgressiveShrinking(Strategy):
         for phase in phases:
             unknown = sorted(set(phase.get("open", [])) - groups)
             if unknown:
-                raise ValueError(
+                raise UserError(
                     f"progressive phase opens unknown group(s) {unknown}; "
                     f"the space has {sorted(groups)}"
                 )
@@ -82,7 +83,7 @@ class ProgressiveShrinking(Strategy):
             )
         total = sum(p["fraction"] for p in resolved)
         if not resolved or abs(total - 1.0) > 1e-6 or any(p["fraction"] <= 0 for p in resolved):
-            raise ValueError(
+            raise UserError(
                 f"progressive phase fractions must be positive and sum to 1, got {total}"
             )
         self.resolved_phases = resolved

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from onefit.errors import UserError
 from onefit.training.strategies.base import Strategy, SubnetTask, sample_config
 
 
@@ -31,7 +32,7 @@ class Sandwich(Strategy):
 
     def __init__(self, *, num_random: int = 2) -> None:
         if num_random < 0:
-            raise ValueError(f"num_random must be >= 0, got {num_random}")
+            raise UserError(f"num_random must be >= 0, got {num_random}")
         self.num_random = num_random
 
     def sandwich_tasks(self, rng: np.random.Generator, weight: float = 1.0) -> list[SubnetTask]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from onefit.errors import UserError
 from onefit.space import ArchConfig, SearchSpace
 from onefit.training.strategies.base import Strategy, SubnetTask
 
@@ -33,7 +34,7 @@ def nested_configs(space: SearchSpace, levels: int) -> list[ArchConfig]:
         [(1, 8), (2, 16), (3, 16)]
     """
     if levels < 2:
-        raise ValueError(f"levels must be >= 2, got {levels}")
+        raise UserError(f"levels must be >= 2, got {levels}")
     chain: list[ArchConfig] = []
     for level in range(levels):
         fraction = level / (levels - 1)
@@ -52,7 +53,7 @@ class Sorted(Strategy):
 
     def __init__(self, *, levels: int = 8, num_samples: int = 2) -> None:
         if levels < 2 or num_samples < 1:
-            raise ValueError(f"need levels >= 2 and num_samples >= 1, got {levels}, {num_samples}")
+            raise UserError(f"need levels >= 2 and num_samples >= 1, got {levels}, {num_samples}")
         self.levels = levels
         self.num_samples = num_samples
 
