@@ -16,7 +16,14 @@ from click.testing import CliRunner
 
 import onefit
 import onefit.cli
-from onefit.errors import Interrupted, OnefitError, UnknownNameError, UserError
+from onefit.errors import (
+    Interrupted,
+    MissingDependencyError,
+    OnefitError,
+    UnknownNameError,
+    UserError,
+    UserTypeError,
+)
 from onefit.training import TrainConfig
 
 # Not the user's fault: the input passed its checks and the work failed.
@@ -212,6 +219,22 @@ def test_an_internal_error_exits_1_with_a_message_and_a_log_of_the_traceback(
     assert ", in fail\n" in text  # down to the frame that raised
 
 
+@pytest.mark.parametrize(
+    "error", [ValueError("bad value"), TypeError("bad type"), ImportError("no foo")]
+)
+def test_a_plain_python_error_from_inside_is_an_internal_error_not_the_users_fault(
+    monkeypatch: pytest.MonkeyPatch, _logs_in_tmp: Path, error: Exception
+) -> None:
+    # Every check of user input raises a UserError; a bare ValueError comes from deep
+    # inside (torch, numpy, a bug), so it is reported with its log, not blamed on the user.
+    monkeypatch.setattr(onefit.cli, "_build_supernet", _raise(error))
+    result = CliRunner().invoke(onefit.cli.cli, ["check", "--samples", "1"])
+    assert result.exit_code == 1, result.output
+    first, _ = _lines(result.stderr)
+    assert first.startswith(f"Error: {type(error).__name__}: {error}")
+    assert "please report it" in first
+
+
 def test_the_log_of_a_command_with_a_run_dir_goes_into_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -232,9 +255,8 @@ def test_the_log_of_a_command_with_a_run_dir_goes_into_it(
     [
         (UserError("bad input"), 2),
         (UnknownNameError("unknown widget 'x'; known: box"), 2),
-        (ValueError("bad value"), 2),
-        (TypeError("bad type"), 2),
-        (ImportError("needs foo: pip install foo"), 2),
+        (UserTypeError("bad type"), 2),
+        (MissingDependencyError("needs foo: pip install foo"), 2),
     ],
 )
 def test_user_errors_are_one_line_exit_2_and_never_a_traceback(

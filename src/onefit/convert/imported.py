@@ -14,7 +14,7 @@ Example:
     >>> net = onefit.create_supernet("model", factory="torch.nn:Identity", input_shape=[3, 8, 8])
     Traceback (most recent call last):
     ...
-    ValueError: the model built by torch.nn:Identity has no parameters to make elastic
+    onefit.errors.UserError: the model built by torch.nn:Identity has no parameters to make elastic
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class ConversionOptions:
         >>> ConversionOptions(round_to=0)
         Traceback (most recent call last):
             ...
-        ValueError: round_to must be a positive integer, got 0
+        onefit.errors.UserError: round_to must be a positive integer, got 0
     """
 
     # Fractions of each channel group's width offered as choices; None: 0.25..1 for

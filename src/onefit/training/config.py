@@ -103,7 +103,7 @@ class TrainConfig:
             >>> TrainConfig.from_dict({"lr": "abc"})
             Traceback (most recent call last):
             ...
-            ValueError: training setting lr='abc' must be a number (float)
+            onefit.errors.UserError: training setting lr='abc' must be a number (float)
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
