@@ -95,6 +95,20 @@ def train_alone(
     return model.eval(), time.perf_counter() - started
 
 
+def reused_alone(args: argparse.Namespace) -> list[tuple[float, float]] | None:
+    """The (accuracy, wall seconds) of each config trained alone in ``args.alone_from``,
+    refused unless it was run with the same settings (so the same data and configs)."""
+    if not args.alone_from:
+        return None
+    previous = json.loads(Path(args.alone_from).read_text())
+    ignored = {"json", "alone_from"}
+    mine = {k: v for k, v in vars(args).items() if k not in ignored}
+    theirs = {k: v for k, v in previous["settings"].items() if k not in ignored}
+    if mine != theirs or previous["supernet"] != SUPERNET:
+        raise SystemExit(f"{args.alone_from} was run with other settings: {theirs}")
+    return [(row["alone"], row["alone_wall_seconds"]) for row in previous["configs"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-per-class", type=int, default=1000)
@@ -107,7 +121,14 @@ def main() -> None:
     parser.add_argument("--strategy-kwargs", default='{"num_random": 4}')
     parser.add_argument("--data", default=str(CIFAR))
     parser.add_argument("--json")
+    parser.add_argument(
+        "--alone-from",
+        help="reuse the trained-alone figures of an earlier results file with the same "
+        "settings instead of training those networks again (they do not depend on the "
+        "supernet; the file is named in the results)",
+    )
     args = parser.parse_args()
+    earlier = reused_alone(args)
     results: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
@@ -139,18 +160,28 @@ def main() -> None:
         rows = []
         for config in five_configs(net.space):
             once = evaluate_config(net, config, val, calibration, bn_batches=10)["accuracy"]
-            model, seconds = train_alone(net.extract(config), data, base, args.workers)
-            alone = evaluate_model(model, val)["accuracy"]
+            if earlier is None:
+                model, seconds = train_alone(net.extract(config), data, base, args.workers)
+                alone = evaluate_model(model, val)["accuracy"]
+            else:
+                alone, seconds = earlier.pop(0)
             row = {"mmacs": net.macs(config) / 1e6, "once": once, "alone": alone,
                    "ratio": once / alone, "alone_wall_seconds": seconds}  # fmt: skip
             rows.append(row)
             print(json.dumps(row))
         results["configs"] = rows
-        # The cifar recipe evaluates as "none" does (fit to 32 px), so the same splits serve.
-        model, _ = train_alone(
-            net.extract(net.space.largest()), data, base.replace(augment="none"), args.workers
-        )
-        results["largest_alone_without_augmentation"] = evaluate_model(model, val)["accuracy"]
+        if args.alone_from:
+            previous = json.loads(Path(args.alone_from).read_text())
+            results["alone_from"] = args.alone_from
+            results["largest_alone_without_augmentation"] = previous[
+                "largest_alone_without_augmentation"
+            ]
+        else:
+            # The cifar recipe evaluates as "none" does (fit to 32 px): the same splits serve.
+            model, _ = train_alone(
+                net.extract(net.space.largest()), data, base.replace(augment="none"), args.workers
+            )
+            results["largest_alone_without_augmentation"] = evaluate_model(model, val)["accuracy"]
         results["largest_alone_with_augmentation"] = rows[-1]["alone"]
     print(json.dumps(results, indent=2))
     if args.json:
