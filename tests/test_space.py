@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from onefit.errors import UserError, UserTypeError
 from onefit.space import ArchConfig, Dimension, SearchSpace, flatten_lists, nest_lists
 
 OFA_LIKE = {"ks.0": [3, 5, 7], "e.0": [3, 4, 6], "d.0": [2, 3, 4], "r": [128, 160, 192, 224]}
@@ -94,7 +95,10 @@ def test_validate_rejects_non_mappings() -> None:
         ({"a": [1, 1]}, "lists a choice twice"),
         ({"a": [[1]]}, "must be int, float, str or bool"),
         ({"a": [1, 1.0]}, "lists a choice twice"),
-        ({"a": [True, 1]}, "lists a choice twice"),
+        ({"a": [True, 1]}, "mixes kinds of choice"),
+        ({"a": [1, "1"]}, "mixes kinds of choice"),
+        ({"a": {1, 2}}, "given in an order"),
+        ({"a": [float("inf")]}, "not finite"),
         ({"a": 5}, "choices must be a list of values"),
         ({"a": "abc"}, "choices must be a list of values"),
         ({"a": [float("nan")]}, "must be int, float, str or bool"),
@@ -201,3 +205,95 @@ def test_flatten_and_nest_lists() -> None:
         "r": 224,
     }
     assert nest_lists(flat) == ofa
+
+
+# -- issue 14: bad spaces and configs give a clear UserError --------------------------------
+
+
+@pytest.mark.parametrize("dims", [None, 5, "abc", [1, 2], object()])
+def test_space_from_a_non_mapping_is_a_user_type_error(dims: object) -> None:
+    with pytest.raises(UserTypeError, match="a search space is built from a mapping"):
+        SearchSpace(dims)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("choices", [{1, 2, 3}, frozenset({"a", "b"})])
+def test_a_set_of_choices_is_refused_with_the_reason(choices: object) -> None:
+    with pytest.raises(UserTypeError, match="hash seed") as error:
+        SearchSpace({"k": choices})  # type: ignore[dict-item]
+    assert "'k'" in str(error.value)
+
+
+def test_ordered_containers_are_accepted() -> None:
+    space = SearchSpace({"a": range(3), "b": (5, 3), "c": np.array([2, 1]), "d": {"x": 0}.keys()})
+    assert space.to_dict() == {"a": [0, 1, 2], "b": [3, 5], "c": [1, 2], "d": ["x"]}
+
+
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        ([1.0, float("nan")], "not finite"),
+        ([float("-inf"), 2], "not finite"),
+        ([True, 0], "mixes kinds"),
+        (["a", 1.5], "mixes kinds"),
+        ([(1, 2), (3, 4)], "flatten_lists"),
+        ([None], "NoneType"),
+        (["\ud800"], "lone surrogate"),
+        ([0.0, -0.0], "twice"),
+    ],
+)
+def test_bad_choices_name_the_dimension(choices: list, message: str) -> None:
+    with pytest.raises(UserError, match=message) as error:
+        SearchSpace({"dim.x": choices})
+    assert "dim.x" in str(error.value)
+
+
+def test_kinds_and_mixed_numbers() -> None:
+    space = SearchSpace({"i": [3, 1], "n": [0.5, 2], "s": ["b", "a"], "b": [True, False]})
+    assert [d.kind for d in space.dimensions] == ["int", "number", "str", "bool"]
+    assert space["n"].choices == (0.5, 2) and space["s"].choices == ("b", "a")
+    assert space.validate({"i": 3.0, "n": 2.0, "s": "a", "b": False})["i"] == 3
+    with pytest.raises(UserError, match=r"dimension 'b': 1 is not allowed"):
+        space.validate({"i": 3, "n": 2, "s": "a", "b": 1})
+    with pytest.raises(UserError, match=r"dimension 'i': True is not allowed"):
+        space.validate({"i": True, "n": 2, "s": "a", "b": False})
+
+
+def test_many_choices_build_and_validate_quickly() -> None:
+    # The duplicate check is one pass with a dict (it was quadratic: 16,000 choices took
+    # 14 s); 50,000 distinct choices and one duplicate among them are both handled.
+    values = list(range(50_000))
+    space = SearchSpace({"x": values[::-1], "s": [str(v) for v in values]})
+    assert space["x"].choices[0] == 0 and len(space["s"]) == 50_000
+    assert space.to_indices({"x": 49_999, "s": "7"}) == [49_999, 7]
+    with pytest.raises(UserError, match=r"twice \(123\)") as error:
+        SearchSpace({"x": [*values, 123]})
+    assert "50001 in all" in str(error.value)  # the message is abbreviated
+    with pytest.raises(UserError, match=r"50000 in all"):
+        space.validate({"x": -1, "s": "1"})
+
+
+def test_config_json_is_standard_json() -> None:
+    with pytest.raises(UserError, match="NaN"):
+        ArchConfig.from_json('{"a": NaN}')
+    with pytest.raises(UserError, match="Infinity"):
+        SearchSpace.from_json('{"a": [1, Infinity]}')
+    with pytest.raises(UserError, match="not valid JSON"):
+        ArchConfig.from_json('{"a": 1')
+    with pytest.raises(UserTypeError, match="JSON text"):
+        ArchConfig.from_json(None)  # type: ignore[arg-type]
+    with pytest.raises(UserTypeError, match="not finite"):
+        ArchConfig({"a": float("nan")})
+    space = SearchSpace({"a": [0.1, 1e-300, 2.5e300], "s": ["é", "<x>"]})
+    assert SearchSpace.from_json(space.to_json()) == space
+    for config in space:
+        assert space.validate(ArchConfig.from_json(config.to_json())) == config
+
+
+def test_config_not_in_the_space_names_the_dimension_and_value() -> None:
+    space = SearchSpace({"ks.0": [3, 5, 7], "r": [128, 160]})
+    with pytest.raises(UserError, match=r"dimension 'ks.0': 4 is not allowed.*\[3, 5, 7\]"):
+        space.validate(ArchConfig.from_json('{"ks.0": 4, "r": 128}'))
+    with pytest.raises(UserError, match=r"unknown dimension\(s\) \['zz'\]"):
+        space.validate({"ks.0": 3, "r": 128, "zz": 1})
+    with pytest.raises(UserError, match=r"missing dimension\(s\) \['r'\]"):
+        space.validate({"ks.0": 3})

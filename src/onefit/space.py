@@ -24,7 +24,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 import numpy as np
@@ -51,6 +52,75 @@ def _plain(value: Any) -> Choice:
     return value
 
 
+# The kinds of choice a dimension may hold, one kind per dimension (see Dimension).
+KINDS = ("int", "number", "str", "bool")
+# How many choices an error message lists before it abbreviates.
+_SHOWN = 12
+
+
+def _show(values: Sequence[Any]) -> str:
+    """``values`` as a list for an error message, abbreviated when long."""
+    if len(values) <= _SHOWN:
+        return repr(list(values))
+    head = ", ".join(repr(v) for v in values[:_SHOWN])
+    return f"[{head}, ... ({len(values)} in all)]"
+
+
+def _kind(value: object) -> str | None:
+    """The kind of one choice or config value, or None when it is none of :data:`KINDS`."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def _scalar_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a choice or a config value (None when it can)."""
+    kind = _kind(value)
+    if kind is None:
+        what = type(value).__name__
+        hint = (
+            "; spread a list over numbered dimensions ('ks.0', 'ks.1', ...: see flatten_lists)"
+            if isinstance(value, (list, tuple))
+            else ""
+        )
+        return f"{value!r} is a {what}, not an int, float, str or bool{hint}"
+    if kind == "number" and not math.isfinite(float(value)):  # type: ignore[arg-type]
+        return f"{value!r} is not finite (JSON has no NaN or infinity)"
+    if kind == "str":
+        try:
+            str(value).encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{value!r} is not valid text (it holds a lone surrogate)"
+    return None
+
+
+def _strict_json(text: object, what: str) -> Any:
+    """Parse standard JSON (no NaN/Infinity), with a UserError naming ``what`` otherwise."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UserError(f"{what} is not UTF-8 text: {error}") from None
+    if not isinstance(text, str):
+        raise UserTypeError(f"{what} must be JSON text, got {type(text).__name__}")
+
+    def refuse(name: str) -> Any:
+        raise UserError(f"{what} holds {name}, which standard JSON does not allow")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{what} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise UserError(f"{what} is nested too deeply") from None
+
+
 def as_rng(seed: Seed) -> np.random.Generator:
     """A numpy Generator from a seed, an existing Generator (returned as is) or None."""
     if isinstance(seed, np.random.Generator):
@@ -72,31 +142,38 @@ class ArchConfig(Mapping[str, Choice]):
         True
     """
 
-    __slots__ = ("_hash", "_items")
+    __slots__ = ("_dict", "_hash", "_items")
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         if not isinstance(values, Mapping):
             raise UserTypeError(
                 f"an ArchConfig is built from a mapping, got {type(values).__name__}"
             )
-        items = []
-        for key in sorted(values):
+        keys = list(values)
+        for key in keys:
             if not isinstance(key, str):
                 raise UserTypeError(f"config keys must be strings, got {key!r}")
+        items = []
+        for key in sorted(keys):
             value = _plain(values[key])
-            if not isinstance(value, (int, float, str, bool)):
+            problem = _scalar_problem(value)
+            if problem:
                 raise UserTypeError(
-                    f"config value for {key!r} must be an int, float, str or bool, got {value!r}"
+                    f"config value for {key!r} must be an int, float, str or bool: {problem}"
                 )
             items.append((key, value))
         self._items: tuple[tuple[str, Choice], ...] = tuple(items)
+        self._dict: dict[str, Choice] = dict(items)
         self._hash = hash(self._items)
 
     def __getitem__(self, key: str) -> Choice:
-        for name, value in self._items:
-            if name == key:
-                return value
-        raise KeyError(key)
+        return self._dict[key]
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return key in self._dict
+        except TypeError:  # unhashable
+            return False
 
     def __iter__(self) -> Iterator[str]:
         return (name for name, _ in self._items)
@@ -119,70 +196,125 @@ class ArchConfig(Mapping[str, Choice]):
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no spaces. Equal configs give equal strings."""
-        return json.dumps(dict(self._items), separators=(",", ":"))
+        return json.dumps(self._dict, separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> ArchConfig:
-        """Parse a config written by :meth:`to_json` (or any JSON object of scalars)."""
-        data = json.loads(text)
+        """Parse a config written by :meth:`to_json` (or any JSON object of scalars).
+
+        Only standard JSON is read: ``NaN`` or ``Infinity`` in the text is an error.
+        """
+        data = _strict_json(text, "a config JSON")
         if not isinstance(data, dict):
             raise UserError(f"a config JSON must be an object, got {type(data).__name__}")
         return cls(data)
 
     def replace(self, **changes: Any) -> ArchConfig:
         """A copy with some values changed (keys with dots: use ``ArchConfig({**c, k: v})``)."""
-        return ArchConfig({**dict(self._items), **changes})
+        return ArchConfig({**self._dict, **changes})
 
 
 class Dimension:
-    """One named categorical dimension.
+    """One named categorical dimension: a finite, ordered list of distinct choices.
 
-    Numeric choices are sorted ascending, so index 0 is the smallest and the last the
-    largest; other choices (strings, mixed) keep the order given.
+    Every choice of a dimension is of one kind (:data:`KINDS`), so that it has one
+    JSON form and one order:
+
+    * ``"int"``: integers; ``"number"``: floats, or floats and integers together (the
+      same choice may be written ``3`` or ``3.0``); these are sorted ascending, so
+      index 0 is the smallest and the last the largest;
+    * ``"str"``: strings; ``"bool"``: ``True``/``False``; these keep the order given.
+
+    Choices must be finite (no NaN or infinity: JSON has neither), distinct (``1`` and
+    ``1.0`` are the same choice) and given in an order: a list, tuple or range (a
+    ``set`` is refused, since its order changes with Python's hash seed and so would
+    every config drawn from it). A choice is a scalar; a list-valued choice is spread
+    over numbered dimensions (``"ks.0"``, ``"ks.1"``, see :func:`flatten_lists`).
+    Booleans and numbers do not mix (``True == 1`` in Python).
+
+    Example:
+        >>> Dimension("e", [6, 3, 4.5]).choices
+        (3, 4.5, 6)
+        >>> Dimension("e", {3, 4})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        onefit.errors.UserTypeError: dimension 'e': choices must be given in an order ...
     """
 
-    __slots__ = ("_index", "choices", "name")
+    __slots__ = ("_index", "choices", "kind", "name")
 
     def __init__(self, name: str, choices: Iterable[Any]) -> None:
         if not isinstance(name, str) or not name:
             raise UserError(f"a dimension name must be a non-empty string, got {name!r}")
-        if isinstance(choices, (str, bytes, Mapping)) or not isinstance(choices, Iterable):
-            raise UserError(
+        if _scalar_problem(name):
+            raise UserError(f"dimension name {name!r} is not valid text")
+        if isinstance(choices, (set, frozenset, AbstractSet)) and not isinstance(choices, KeysView):
+            raise UserTypeError(
+                f"dimension {name!r}: choices must be given in an order (a list, tuple or "
+                f"range), got a {type(choices).__name__}; a set's order depends on Python's "
+                "hash seed, so every run would see other configs: write sorted(...) or a list"
+            )
+        ordered = isinstance(choices, (Sequence, np.ndarray, Iterator, KeysView))
+        if isinstance(choices, (str, bytes, bytearray, Mapping)) or not ordered:
+            raise UserTypeError(
                 f"dimension {name!r}: choices must be a list of values, got {choices!r}"
             )
-        values = [_plain(c) for c in choices]
+        try:
+            values = [_plain(c) for c in choices]
+        except TypeError as error:  # e.g. a 0-d numpy array
+            raise UserTypeError(f"dimension {name!r}: choices must be a list: {error}") from None
         if not values:
             raise UserError(f"dimension {name!r} has no choices")
+        kinds: set[str] = set()
         for value in values:
-            if not isinstance(value, (int, float, str, bool)) or value != value:  # NaN
+            problem = _scalar_problem(value)
+            if problem:
                 raise UserError(
-                    f"dimension {name!r}: choices must be int, float, str or bool, got {value!r}"
+                    f"dimension {name!r}: choices must be int, float, str or bool; {problem}"
                 )
-        # Equal under == (1 and 1.0, True and 1) would be one config twice.
-        if any(a == b for i, a in enumerate(values) for b in values[i + 1 :]):
-            raise UserError(f"dimension {name!r} lists a choice twice: {values}")
-        if all(_is_number(v) for v in values):
+            kinds.add(_kind(value) or "")
+        if kinds == {"int", "number"}:
+            kinds = {"number"}
+        if len(kinds) > 1:
+            raise UserError(
+                f"dimension {name!r} mixes kinds of choice ({', '.join(sorted(kinds))}): "
+                f"{_show(values)}; all choices of a dimension must be integers, numbers, "
+                "strings or booleans"
+            )
+        kind = kinds.pop()
+        # One pass with a dict of what was seen (equal under ==, such as 1 and 1.0, is one
+        # choice twice): linear in the number of choices.
+        index: dict[Choice, int] = {}
+        for value in values:
+            if value in index:
+                raise UserError(
+                    f"dimension {name!r} lists a choice twice ({value!r}): {_show(values)}"
+                )
+            index[value] = len(index)
+        if kind in ("int", "number"):
             values = sorted(values)
+            index = {v: i for i, v in enumerate(values)}
         self.name = name
+        self.kind: str = kind
         self.choices: tuple[Choice, ...] = tuple(values)
-        self._index = {(type(v), v): i for i, v in enumerate(values)}
+        self._index = index
 
     def index(self, value: Any) -> int:
-        """Position of ``value`` among the choices; ``ValueError`` if it is not one."""
+        """Position of ``value`` among the choices; a ``UserError`` naming the dimension,
+        the value and the allowed values if it is not one (``3.0`` finds ``3``)."""
         value = _plain(value)
-        try:
-            found = self._index.get((type(value), value))
-        except TypeError:  # unhashable, e.g. a list
-            found = None
-        if found is None and _is_number(value):
-            # 3 and 3.0 name the same choice; bools are never numbers here.
-            for i, choice in enumerate(self.choices):
-                if _is_number(choice) and choice == value:
-                    return i
+        kind = _kind(value)
+        same_kind = kind == self.kind or ({kind, self.kind} <= {"int", "number"})
+        found = None
+        if same_kind:
+            try:
+                found = self._index.get(value)
+            except TypeError:  # pragma: no cover - scalars are hashable
+                found = None
         if found is None:
             raise UserError(
                 f"dimension {self.name!r}: {value!r} is not allowed; "
-                f"allowed values: {list(self.choices)}"
+                f"allowed values: {_show(self.choices)}"
             )
         return found
 
@@ -220,17 +352,27 @@ class SearchSpace:
     def __init__(self, dimensions: Mapping[str, Iterable[Any]] | Sequence[Dimension]) -> None:
         if isinstance(dimensions, Mapping):
             dims = [Dimension(name, choices) for name, choices in dimensions.items()]
-        else:
+        elif isinstance(dimensions, (list, tuple)):
             dims = list(dimensions)
             for dim in dims:
                 if not isinstance(dim, Dimension):
-                    raise UserTypeError(f"expected Dimension objects, got {dim!r}")
+                    raise UserTypeError(
+                        f"a search space is built from a mapping {{name: [choices]}} or a list "
+                        f"of Dimension objects; the list holds {dim!r}"
+                    )
+        else:
+            raise UserTypeError(
+                "a search space is built from a mapping {name: [choices]} or a list of "
+                f"Dimension objects, got {type(dimensions).__name__}"
+            )
         if not dims:
             raise UserError("a search space needs at least one dimension")
-        names = [d.name for d in dims]
-        if len(set(names)) != len(names):
-            repeated = sorted({n for n in names if names.count(n) > 1})
-            raise UserError(f"dimension names must be unique; repeated: {repeated}")
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for dim in dims:
+            (repeated if dim.name in seen else seen).add(dim.name)
+        if repeated:
+            raise UserError(f"dimension names must be unique; repeated: {sorted(repeated)}")
         self.dimensions: tuple[Dimension, ...] = tuple(dims)
         self._by_name = {d.name: d for d in dims}
         # Column offsets of each dimension in the one-hot encoding.
@@ -273,11 +415,13 @@ class SearchSpace:
         return {d.name: list(d.choices) for d in self.dimensions}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        """Standard JSON ``{name: [choices]}`` (choices are finite, so no NaN appears)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> SearchSpace:
-        data = json.loads(text)
+        """The space :meth:`to_json` wrote; NaN or Infinity in the text is an error."""
+        data = _strict_json(text, "a search space JSON")
         if not isinstance(data, dict):
             raise UserError("a search space JSON must be an object {name: [choices]}")
         return cls(data)
@@ -286,8 +430,14 @@ class SearchSpace:
     def validate(self, config: Mapping[str, Any]) -> ArchConfig:
         """Check ``config`` against the space and return it in canonical form.
 
-        Raises ``ValueError`` naming the missing or unknown dimension, or the dimension,
-        the bad value and the allowed values.
+        Raises :class:`~onefit.errors.UserError` naming the missing or unknown
+        dimension, or the dimension, the bad value and the allowed values.
+
+        Example:
+            >>> SearchSpace({"k": [3, 5]}).validate({"k": 4})
+            Traceback (most recent call last):
+                ...
+            onefit.errors.UserError: dimension 'k': 4 is not allowed; allowed values: [3, 5]
         """
         if not isinstance(config, Mapping):
             raise UserTypeError(
@@ -295,10 +445,12 @@ class SearchSpace:
             )
         missing = [n for n in self.names if n not in config]
         if missing:
-            raise UserError(f"config is missing dimension(s) {missing}")
-        unknown = [k for k in config if k not in self._by_name]
+            raise UserError(f"config is missing dimension(s) {_show(missing)}")
+        unknown = [k for k in config if not isinstance(k, str) or k not in self._by_name]
         if unknown:
-            raise UserError(f"config has unknown dimension(s) {unknown}; known: {self.names}")
+            raise UserError(
+                f"config has unknown dimension(s) {_show(unknown)}; known: {_show(self.names)}"
+            )
         return ArchConfig({d.name: d.choices[d.index(config[d.name])] for d in self.dimensions})
 
     def from_indices(self, indices: Sequence[int]) -> ArchConfig:
