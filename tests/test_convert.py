@@ -379,7 +379,7 @@ def test_conversion_options_are_checked_and_round_trip_through_json() -> None:
         "width_ratios": ([0.5, 1.5], r"numbers in \(0, 1\].*got \[0\.5, 1\.5\]"),
         "round_to": (0, "positive integer, got 0"),
         "depth": ("yes", "True or False, got 'yes'"),
-        "resolutions": ([32.5], r"positive integers, got \[32\.5\]"),
+        "resolutions": ([32.5], r"positive integers up to 8192, got \[32\.5\]"),
         "width_mode": ("stage", r"one of \['group', 'global'\], got 'stage'"),
     }
     for name, (value, message) in bad.items():

@@ -303,7 +303,7 @@ def test_resolution_as_a_dimension() -> None:
         ("mobilenetv3", {"depths": [0, 2]}, "depths must be a non-empty list of integers >= 1"),
         ("mobilenetv3", {"resolutions": [0]}, "resolutions must be"),
         ("mobilenetv3", {"stem_stride": True}, "stem_stride must be 1 or 2"),
-        ("mobilenetv3", {"width_mult": "1"}, "width_mult must be positive"),
+        ("mobilenetv3", {"width_mult": "1"}, "width_mult must be a number, got '1'"),
         ("mobilenetv3", {"image_size": "28"}, "image_size must be a positive integer"),
         ("resnet", {"base_depths": [1, 1, 1, 1, 1]}, r"one depth per stage \(4\)"),
         ("resnet", {"image_size": 0}, "image_size must be a positive integer"),

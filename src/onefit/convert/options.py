@@ -29,6 +29,9 @@ CNN_WIDTH_RATIOS = (0.25, 0.5, 0.75, 1.0)
 TRANSFORMER_WIDTH_RATIOS = (0.5, 0.75, 1.0)
 # Layers kept per transformer encoder with elastic depth (as fractions of its layers).
 TRANSFORMER_DEPTH_RATIOS = (0.5, 0.75, 1.0)
+# Upper bounds: an input side (as for every supernet family) and the width rounding.
+MAX_IMAGE_SIZE = 8192
+MAX_ROUND_TO = 1024
 
 
 @dataclass(frozen=True)
@@ -74,21 +77,30 @@ class ConversionOptions:
                     "width_ratios must be a non-empty list of numbers in (0, 1] (fractions "
                     f"of each layer's channels), got {ratios!r}"
                 )
+            _distinct("width_ratios", ratios)
             object.__setattr__(self, "width_ratios", tuple(float(r) for r in ratios))
-        if not _integer(self.round_to) or self.round_to < 1:
+        if not _integer(self.round_to):
+            raise UserTypeError(f"round_to must be a positive integer, got {self.round_to!r}")
+        if self.round_to < 1:
             raise UserError(f"round_to must be a positive integer, got {self.round_to!r}")
+        if self.round_to > MAX_ROUND_TO:
+            raise UserError(f"round_to must be at most {MAX_ROUND_TO}, got {self.round_to!r}")
         for name in ("depth", "kernel", "sort"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise UserError(f"{name} must be True or False, got {value!r}")
         sides = self.resolutions
         if sides is not None:
-            if not _numbers(sides) or not all(_integer(r) and r >= 1 for r in sides):
+            if not _numbers(sides) or not all(
+                _integer(r) and 1 <= r <= MAX_IMAGE_SIZE for r in sides
+            ):
                 raise UserError(
-                    f"resolutions must be a non-empty list of positive integers, got {sides!r}"
+                    f"resolutions must be a non-empty list of positive integers up to "
+                    f"{MAX_IMAGE_SIZE}, got {sides!r}"
                 )
+            _distinct("resolutions", sides)
             object.__setattr__(self, "resolutions", tuple(int(r) for r in sides))
-        if self.width_mode not in WIDTH_MODES:
+        if not isinstance(self.width_mode, str) or self.width_mode not in WIDTH_MODES:
             raise UserError(
                 f"width_mode must be one of {list(WIDTH_MODES)}, got {self.width_mode!r}"
             )
@@ -163,6 +175,14 @@ def _numbers(values: object) -> bool:
         and len(values) > 0
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     )
+
+
+def _distinct(name: str, values: Sequence[Any]) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise UserError(f"{name} lists {value!r} twice: {list(values)!r}")
+        seen.add(value)
 
 
 def _integer(value: object) -> bool:

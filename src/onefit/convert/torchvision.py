@@ -27,6 +27,7 @@ from onefit.convert.options import ConversionOptions
 from onefit.errors import MissingDependencyError, UserError
 from onefit.files import read_state_dict
 from onefit.supernets import Supernet, register_supernet
+from onefit.supernets.arguments import MAX_CHANNELS, MAX_CLASSES, check_memory
 from onefit.supernets.base import check_positive_int, default_resolutions
 
 
@@ -106,8 +107,12 @@ def torchvision_supernet(
         >>> net.num_classes, "r" in net.space
         (10, True)
     """
-    check_positive_int("num_classes", num_classes)
-    check_positive_int("in_channels", in_channels)
+    check_positive_int("num_classes", num_classes, MAX_CLASSES)
+    check_positive_int("in_channels", in_channels, MAX_CHANNELS)
+    # The widest torchvision classifier input is 4096 (VGG); the first conv at most 7x7x64.
+    check_memory(
+        "torchvision", num_classes * 4097 + in_channels * 64 * 49, ["num_classes", "in_channels"]
+    )
     opts = ConversionOptions.build(options, **conversion)
     sides = default_resolutions(image_size, opts.resolutions)
     opts = dataclasses.replace(opts, resolutions=sides)

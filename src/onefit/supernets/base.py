@@ -19,9 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from onefit.errors import UserError
 from onefit.metrics.counting import Cost
 from onefit.space import ArchConfig, SearchSpace, Seed
+from onefit.supernets.arguments import (
+    MAX_IMAGE_SIZE,
+    check_int,
+    check_resolutions,
+)
+from onefit.supernets.arguments import check_choices as check_choices  # re-exported
 from onefit.supernets.inputs import InputSpec
 
 
@@ -225,33 +230,10 @@ class Supernet(nn.Module, ABC):
         """Build the static model of ``config`` with copied weights."""
 
 
-def check_positive_int(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int >= 1 (constructor argument checks)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"{name} must be a positive integer, got {value!r}")
-
-
-def check_choices(
-    name: str, values: object, *, integer: bool = False, minimum: float = 0, strict: bool = False
-) -> tuple[Any, ...]:
-    """Check a constructor's list of choices; returns it as a tuple.
-
-    It must be a non-empty list or tuple of numbers (ints when ``integer``), each at
-    least ``minimum`` (greater than it when ``strict``).
-    """
-    kind = "integers" if integer else "numbers"
-    bound = f"> {minimum}" if strict else f">= {minimum}"
-    if not isinstance(values, (list, tuple)) or not values:
-        raise UserError(f"{name} must be a non-empty list of {kind} {bound}, got {values!r}")
-    for value in values:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if (
-            not number
-            or (integer and not isinstance(value, int))
-            or (value <= minimum if strict else value < minimum)
-        ):
-            raise UserError(f"{name} must be a non-empty list of {kind} {bound}, got {values!r}")
-    return tuple(values)
+def check_positive_int(name: str, value: object, maximum: int | None = None) -> None:
+    """Raise a ``UserError`` unless ``value`` is an int from 1 to ``maximum`` (a
+    ``UserTypeError`` for a non-integer); see :mod:`onefit.supernets.arguments`."""
+    check_int(name, value, minimum=1, maximum=maximum)
 
 
 # Resolutions Once-for-All trains and searches at ImageNet scale.
@@ -260,7 +242,7 @@ OFA_RESOLUTIONS = (128, 144, 160, 176, 192, 208, 224)
 
 def default_resolutions(image_size: int, resolutions: object = None) -> tuple[int, ...]:
     """The ``r`` choices: as given, else OFA's 128..224 for 224 inputs, else ``(image_size,)``."""
-    check_positive_int("image_size", image_size)
+    check_positive_int("image_size", image_size, MAX_IMAGE_SIZE)
     if resolutions is None:
         return OFA_RESOLUTIONS if image_size == 224 else (image_size,)
-    return check_choices("resolutions", resolutions, integer=True, minimum=1)
+    return check_resolutions(resolutions)

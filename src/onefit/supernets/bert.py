@@ -33,6 +33,17 @@ from onefit.errors import UserError
 from onefit.metrics.counting import Cost, encoder_layer_cost, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Pooler, PostNormEncoderBlock, TokenEmbedding
+from onefit.supernets.arguments import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_DEPTH,
+    MAX_HEADS,
+    MAX_SEQUENCE,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    check_memory,
+    check_number,
+)
 from onefit.supernets.base import Supernet, check_choices, check_positive_int
 from onefit.supernets.inputs import TokenInput
 from onefit.supernets.registry import register_supernet
@@ -140,24 +151,44 @@ class ElasticBert(Supernet):
         resolutions: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        for name, value in [("num_classes", num_classes), ("vocab_size", vocab_size),
-                            ("image_size", image_size), ("type_vocab_size", type_vocab_size),
-                            ("head_dim", head_dim), ("in_channels", in_channels)]:  # fmt: skip
-            check_positive_int(name, value)
+        for name, value, maximum in [
+            ("num_classes", num_classes, MAX_CLASSES),
+            ("vocab_size", vocab_size, MAX_VOCAB),
+            ("image_size", image_size, MAX_SEQUENCE),
+            ("type_vocab_size", type_vocab_size, MAX_HEADS),
+            ("head_dim", head_dim, MAX_WIDTH),
+            ("in_channels", in_channels, MAX_CHANNELS),
+        ]:
+            check_positive_int(name, value, maximum)
         if in_channels != 1:
             raise UserError(f"a BERT supernet reads token ids (in_channels=1), got {in_channels}")
-        if resolutions is not None and list(resolutions) != [image_size]:
-            raise UserError("a BERT supernet has one sequence length (image_size)")
-        max_positions = max_positions or image_size
+        if resolutions is not None and (
+            not isinstance(resolutions, (list, tuple)) or list(resolutions) != [image_size]
+        ):
+            raise UserError(
+                f"a BERT supernet has one sequence length (image_size={image_size}); "
+                f"resolutions must be [{image_size}] or left out, got {resolutions!r}"
+            )
+        max_positions = image_size if max_positions is None else max_positions
+        check_positive_int("max_positions", max_positions, MAX_SEQUENCE)
         if image_size > max_positions:
             raise UserError(f"sequence length {image_size} exceeds max_positions {max_positions}")
-        embed = check_choices("embed_dims", embed_dims, integer=True, minimum=1)
-        depth_choices = check_choices("depths", depths, integer=True, minimum=1)
-        heads = check_choices("num_heads", num_heads, integer=True, minimum=1)
-        hidden = check_choices("mlp_dims", mlp_dims, integer=True, minimum=1)
+        embed = check_choices("embed_dims", embed_dims, integer=True, minimum=1, maximum=MAX_WIDTH)
+        depth_choices = check_choices("depths", depths, integer=True, minimum=1, maximum=MAX_DEPTH)
+        heads = check_choices("num_heads", num_heads, integer=True, minimum=1, maximum=MAX_HEADS)
+        hidden = check_choices("mlp_dims", mlp_dims, integer=True, minimum=1, maximum=MAX_WIDTH)
+        norm_eps = check_number("norm_eps", norm_eps, maximum=1, low_open=True)
+        width = max(embed)
+        per_layer = width * (4 * max(heads) * head_dim + 2 * max(hidden) + 6)
+        check_memory(
+            "bert",
+            (vocab_size + max_positions + type_vocab_size + width + 2) * width
+            + max(depth_choices) * per_layer + (width + 1) * num_classes,
+            ["num_classes", "vocab_size", "max_positions", "embed_dims", "depths", "num_heads",
+             "head_dim", "mlp_dims"],
+        )  # fmt: skip
         self.num_classes, self.in_channels = num_classes, 1
         self.seq_len, self.head_dim = image_size, head_dim
-        width = max(embed)
         self.word = nn.Embedding(vocab_size, width)
         self.positions = nn.Parameter(torch.zeros(max_positions, width))
         self.token_types = nn.Parameter(torch.zeros(type_vocab_size, width))

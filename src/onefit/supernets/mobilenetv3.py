@@ -41,10 +41,19 @@ from onefit.elastic import (
     make_divisible,
     permute_,
 )
-from onefit.errors import UserError
+from onefit.errors import UserError, UserTypeError
 from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Residual
+from onefit.supernets.arguments import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_DEPTH,
+    MAX_KERNEL,
+    MAX_RATIO,
+    check_memory,
+    check_number,
+)
 from onefit.supernets.base import (
     Supernet,
     check_choices,
@@ -84,6 +93,32 @@ def strides_for_image_size(image_size: int) -> tuple[int, tuple[int, ...]]:
     stem = 2 if strided[0] else 1
     s1, s2, s3, s5 = (2 if s else 1 for s in strided[1:])
     return stem, (s1, s2, s3, 1, s5)
+
+
+def _estimate_params(
+    in_channels: int,
+    num_classes: int,
+    width_mult: float,
+    kernel_sizes: Sequence[int],
+    expand_ratios: Sequence[float],
+    max_depth: int,
+) -> int:
+    """About how many weights the supernet holds, from its arguments (before building)."""
+    width = [make_divisible(c * width_mult) for c in (STEM_WIDTH, *STAGE_WIDTHS)]
+    final_expand = make_divisible(FINAL_EXPAND_WIDTH * width_mult)
+    feature_mix = make_divisible(FEATURE_MIX_WIDTH * width_mult)
+    k, e = max(kernel_sizes), max(expand_ratios)
+    total = in_channels * width[0] * 9 + width[0] * (width[0] + 9)
+    in_width = width[0]
+    for out_width in width[1:]:
+        for b in range(max_depth):
+            block_in = in_width if b == 0 else out_width
+            hidden = make_divisible(round(block_in * e))
+            # expand, depthwise, squeeze-excite (at most), project
+            total += hidden * (block_in + k * k + hidden // 2 + out_width)
+        in_width = out_width
+    total += in_width * final_expand + final_expand * feature_mix
+    return total + (feature_mix + 1) * num_classes
 
 
 class ElasticMBConv(nn.Module):
@@ -228,28 +263,42 @@ class MobileNetV3Supernet(Supernet):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_channels", in_channels)
-        if (
-            isinstance(width_mult, bool)
-            or not isinstance(width_mult, (int, float))
-            or width_mult <= 0
-        ):
-            raise UserError(f"width_mult must be positive, got {width_mult!r}")
-        kernel_sizes = check_choices("kernel_sizes", kernel_sizes, integer=True, minimum=1)
-        expand_ratios = check_choices("expand_ratios", expand_ratios, minimum=0, strict=True)
-        depths = check_choices("depths", depths, integer=True, minimum=1)
+        check_positive_int("num_classes", num_classes, MAX_CLASSES)
+        check_positive_int("in_channels", in_channels, MAX_CHANNELS)
+        width_mult = check_number("width_mult", width_mult, maximum=MAX_RATIO, low_open=True)
+        kernel_sizes = check_choices(
+            "kernel_sizes", kernel_sizes, integer=True, minimum=1, maximum=MAX_KERNEL
+        )
+        if any(k % 2 == 0 for k in kernel_sizes):
+            raise UserError(f"kernel_sizes must be odd, got {list(kernel_sizes)}")
+        expand_ratios = check_choices(
+            "expand_ratios", expand_ratios, minimum=0, strict=True, maximum=MAX_RATIO
+        )
+        depths = check_choices("depths", depths, integer=True, minimum=1, maximum=MAX_DEPTH)
         resolutions = default_resolutions(image_size, resolutions)
+        dropout = check_number("dropout", dropout, maximum=1, high_open=True)
         auto_stem, auto_strides = strides_for_image_size(image_size)
         stem_stride = auto_stem if stem_stride is None else stem_stride
+        if stage_strides is not None and not isinstance(stage_strides, (list, tuple)):
+            raise UserTypeError(
+                f"stage_strides must be a list of five values of 1 or 2, got {stage_strides!r}"
+            )
         strides = tuple(auto_strides if stage_strides is None else stage_strides)
         if len(strides) != len(STAGE_WIDTHS) or any(
-            isinstance(s, bool) or s not in (1, 2) for s in (stem_stride, *strides)
+            isinstance(s, bool) or not isinstance(s, int) or s not in (1, 2)
+            for s in (stem_stride, *strides)
         ):
             raise UserError(
                 f"stem_stride must be 1 or 2 and stage_strides five values of 1 or 2, "
-                f"got {stem_stride} and {list(strides)}"
+                f"got {stem_stride!r} and {list(strides)!r}"
             )
+        check_memory(
+            "mobilenetv3",
+            _estimate_params(
+                in_channels, num_classes, width_mult, kernel_sizes, expand_ratios, max(depths)
+            ),
+            ["num_classes", "in_channels", "width_mult", "expand_ratios", "depths"],
+        )
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.width_mult = width_mult

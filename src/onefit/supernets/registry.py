@@ -8,9 +8,12 @@ that imports it.
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Mapping
 from typing import Any
 
+from onefit.errors import UserTypeError
 from onefit.registry import Registry
 from onefit.supernets.base import Supernet
 
@@ -31,10 +34,39 @@ def create_supernet(name: str, **kwargs: Any) -> Supernet:
         >>> net.spec["name"], net.num_classes
         ('mobilenetv3', 10)
     """
-    net = SUPERNETS.create(name, **kwargs)
+    if not isinstance(name, str):
+        raise UserTypeError(f"a supernet family name is a string, got {name!r}")
+    factory = SUPERNETS.get(name)
+    _check_argument_names(name, factory, kwargs)
+    net = factory(**kwargs)
     # Remembered so that tables and checkpoints can rebuild the same family later.
     net.spec = {"name": name, "kwargs": dict(kwargs)}
     return net
+
+
+def _check_argument_names(name: str, factory: Any, kwargs: Mapping[str, Any]) -> None:
+    """A UserTypeError naming an argument the family does not take (not a TypeError
+    from the call), with the arguments it does take."""
+    try:
+        signature = inspect.signature(factory)
+        if all(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            # ``def family(**kwargs) -> Family``: the class's constructor takes them.
+            target = typing.get_type_hints(factory).get("return")
+            if isinstance(target, type):
+                signature = inspect.signature(target)
+    except (TypeError, ValueError, NameError):  # no signature, or unresolvable hints
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as error:
+        accepted = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        raise UserTypeError(
+            f"supernet {name!r}: {error}; its arguments are: {', '.join(accepted)}"
+        ) from None
 
 
 def rebuild_supernet(spec: Mapping[str, Any]) -> Supernet:

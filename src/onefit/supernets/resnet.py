@@ -45,6 +45,15 @@ from onefit.errors import UserError
 from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Residual
+from onefit.supernets.arguments import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_DEPTH,
+    MAX_RATIO,
+    MAX_WIDTH,
+    check_memory,
+    check_number,
+)
 from onefit.supernets.base import (
     Supernet,
     check_choices,
@@ -60,6 +69,30 @@ BOTTLENECK_EXPANSION = 4
 IMAGENET_STAGE_STRIDES = (1, 2, 2, 2)
 # Inputs smaller than this get a CIFAR-style stem: stride 1 and no max-pool.
 SMALL_INPUT = 64
+
+
+def _estimate_params(
+    in_channels: int,
+    num_classes: int,
+    base_width: int,
+    base_depths: Sequence[int],
+    depth_extra: int,
+    expand_ratio: float,
+    width_mult: float,
+) -> int:
+    """About how many weights the supernet holds, from its arguments (before building)."""
+    stem_mid = make_divisible(base_width / 2)
+    total = 9 * (in_channels * stem_mid + stem_mid * stem_mid + stem_mid * base_width)
+    in_width = base_width
+    for s, depth in enumerate(base_depths):
+        out_width = make_divisible(BOTTLENECK_EXPANSION * base_width * 2**s * width_mult)
+        hidden = make_divisible(round(out_width * expand_ratio))
+        for b in range(depth + depth_extra):
+            block_in = in_width if b == 0 else out_width
+            total += hidden * (block_in + 9 * hidden + out_width)
+            total += block_in * out_width if b == 0 else 0  # the shortcut
+        in_width = out_width
+    return total + (in_width + 1) * num_classes
 
 
 class ElasticBottleneck(nn.Module):
@@ -196,19 +229,33 @@ class ResNetSupernet(Supernet):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("base_width", base_width)
-        base_depths = check_choices("base_depths", base_depths, integer=True, minimum=1)
+        check_positive_int("num_classes", num_classes, MAX_CLASSES)
+        check_positive_int("in_channels", in_channels, MAX_CHANNELS)
+        check_positive_int("base_width", base_width, MAX_WIDTH)
+        base_depths = check_choices("base_depths", base_depths, integer=True, minimum=1,
+                                    maximum=MAX_DEPTH, distinct=False)  # fmt: skip
         if len(base_depths) != len(IMAGENET_STAGE_STRIDES):
             raise UserError(
                 f"base_depths needs one depth per stage ({len(IMAGENET_STAGE_STRIDES)}), "
                 f"got {list(base_depths)}"
             )
-        depth_extras = check_choices("depth_extras", depth_extras, integer=True, minimum=0)
-        expand_ratios = check_choices("expand_ratios", expand_ratios, minimum=0, strict=True)
-        width_mults = check_choices("width_mults", width_mults, minimum=0, strict=True)
+        depth_extras = check_choices("depth_extras", depth_extras, integer=True, minimum=0,
+                                     maximum=MAX_DEPTH)  # fmt: skip
+        expand_ratios = check_choices(
+            "expand_ratios", expand_ratios, minimum=0, strict=True, maximum=MAX_RATIO
+        )
+        width_mults = check_choices(
+            "width_mults", width_mults, minimum=0, strict=True, maximum=MAX_RATIO
+        )
         resolutions = default_resolutions(image_size, resolutions)
+        dropout = check_number("dropout", dropout, maximum=1, high_open=True)
+        check_memory(
+            "resnet",
+            _estimate_params(in_channels, num_classes, base_width, base_depths,
+                             max(depth_extras), max(expand_ratios), max(width_mults)),
+            ["num_classes", "in_channels", "base_width", "base_depths", "depth_extras",
+             "expand_ratios", "width_mults"],
+        )  # fmt: skip
         small = image_size < SMALL_INPUT
         self.num_classes = num_classes
         self.in_channels = in_channels

@@ -33,6 +33,17 @@ from onefit.errors import UserError
 from onefit.metrics.counting import Cost, conv_cost, encoder_layer_cost, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import ClassToken, EncoderBlock, PatchEmbed
+from onefit.supernets.arguments import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_DEPTH,
+    MAX_HEADS,
+    MAX_IMAGE_SIZE,
+    MAX_RATIO,
+    MAX_WIDTH,
+    check_memory,
+    check_number,
+)
 from onefit.supernets.base import (
     Supernet,
     check_choices,
@@ -158,24 +169,46 @@ class ElasticViT(Supernet):
         norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_channels", in_channels)
+        check_positive_int("num_classes", num_classes, MAX_CLASSES)
+        check_positive_int("in_channels", in_channels, MAX_CHANNELS)
+        check_positive_int("image_size", image_size, MAX_IMAGE_SIZE)
         large = image_size >= 128
-        patch_size = patch_size or default_patch_size(image_size)
-        head_dim = head_dim or (64 if large else 16)
-        check_positive_int("patch_size", patch_size)
-        check_positive_int("head_dim", head_dim)
+        # None takes the default; 0 or an empty list is an error, not the default.
+        patch_size = default_patch_size(image_size) if patch_size is None else patch_size
+        head_dim = (64 if large else 16) if head_dim is None else head_dim
+        check_positive_int("patch_size", patch_size, MAX_IMAGE_SIZE)
+        check_positive_int("head_dim", head_dim, MAX_WIDTH)
         embed_default = (192, 288, 384) if large else (32, 48, 64)
-        embed = check_choices("embed_dims", embed_dims or embed_default, integer=True, minimum=1)
-        depth_choices = check_choices("depths", depths or ((8, 10, 12) if large else (2, 3, 4)),
-                                      integer=True, minimum=1)  # fmt: skip
-        heads = check_choices("num_heads", num_heads or ((3, 4, 6) if large else (2, 3, 4)),
-                              integer=True, minimum=1)  # fmt: skip
-        ratios = check_choices("mlp_ratios", mlp_ratios, minimum=0, strict=True)
+        embed = check_choices("embed_dims", embed_default if embed_dims is None else embed_dims,
+                              integer=True, minimum=1, maximum=MAX_WIDTH)  # fmt: skip
+        depth_default = (8, 10, 12) if large else (2, 3, 4)
+        depth_choices = check_choices("depths", depth_default if depths is None else depths,
+                                      integer=True, minimum=1, maximum=MAX_DEPTH)  # fmt: skip
+        heads_default = (3, 4, 6) if large else (2, 3, 4)
+        heads = check_choices("num_heads", heads_default if num_heads is None else num_heads,
+                              integer=True, minimum=1, maximum=MAX_HEADS)  # fmt: skip
+        ratios = check_choices("mlp_ratios", mlp_ratios, minimum=0, strict=True, maximum=MAX_RATIO)
+        norm_eps = check_number("norm_eps", norm_eps, maximum=1, low_open=True)
         resolutions = default_resolutions(image_size, resolutions)
         bad = [r for r in resolutions if r % patch_size]
         if bad:
             raise UserError(f"resolutions {bad} are not multiples of patch_size {patch_size}")
+        hidden_choices = [round(ratio * max(embed)) for ratio in ratios]
+        if min(hidden_choices) < 1 or len(set(hidden_choices)) < len(hidden_choices):
+            raise UserError(
+                f"mlp_ratios {list(ratios)} give MLP widths {hidden_choices} at embedding width "
+                f"{max(embed)}; they must be distinct and at least 1"
+            )
+        tokens = (max(resolutions) // patch_size) ** 2 + 1
+        width, layer_hidden = max(embed), max(hidden_choices)
+        per_layer = width * (4 * max(heads) * head_dim + 2 * layer_hidden + 4)
+        check_memory(
+            "vit",
+            in_channels * width * patch_size**2 + tokens * width + max(depth_choices) * per_layer
+            + (width + 1) * num_classes,
+            ["num_classes", "in_channels", "image_size", "resolutions", "patch_size",
+             "embed_dims", "depths", "num_heads", "head_dim", "mlp_ratios"],
+        )  # fmt: skip
         self.num_classes, self.in_channels = num_classes, in_channels
         self.patch_size, self.head_dim = patch_size, head_dim
         self.max_width = max(embed)
