@@ -100,8 +100,17 @@ def _scalar_problem(value: object) -> str | None:
     return None
 
 
-def _strict_json(text: object, what: str) -> Any:
-    """Parse standard JSON (no NaN/Infinity), with a UserError naming ``what`` otherwise."""
+def strict_json(text: object, what: str) -> Any:
+    """Parse standard JSON (no NaN/Infinity), with a UserError naming ``what`` otherwise.
+
+    Example:
+        >>> strict_json('{"a": [1, 2]}', "a config")
+        {'a': [1, 2]}
+        >>> strict_json('{"a": NaN}', "a config")
+        Traceback (most recent call last):
+            ...
+        onefit.errors.UserError: a config holds NaN, which standard JSON does not allow
+    """
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("utf-8")
@@ -204,7 +213,7 @@ class ArchConfig(Mapping[str, Choice]):
 
         Only standard JSON is read: ``NaN`` or ``Infinity`` in the text is an error.
         """
-        data = _strict_json(text, "a config JSON")
+        data = strict_json(text, "a config JSON")
         if not isinstance(data, dict):
             raise UserError(f"a config JSON must be an object, got {type(data).__name__}")
         return cls(data)
@@ -421,7 +430,7 @@ class SearchSpace:
     @classmethod
     def from_json(cls, text: str) -> SearchSpace:
         """The space :meth:`to_json` wrote; NaN or Infinity in the text is an error."""
-        data = _strict_json(text, "a search space JSON")
+        data = strict_json(text, "a search space JSON")
         if not isinstance(data, dict):
             raise UserError("a search space JSON must be an object {name: [choices]}")
         return cls(data)

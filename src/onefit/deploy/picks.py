@@ -15,7 +15,7 @@ A *pick* is one of:
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from onefit.search.constraints import Constraint, parse_constraint
 from onefit.search.pareto import pareto_mask, to_minimization
 from onefit.search.runner import SearchResult
 from onefit.search.store import Evaluation, ResultStore, StoreError
+from onefit.space import strict_json
 
 NAMED_PICKS = ("most-accurate", "smallest", "knee")
 COST_METRICS = ("latency_ms", "measured_latency_ms", "peak_memory_bytes", "macs", "params")
@@ -129,16 +130,57 @@ def _knee(record: SearchRecord) -> Evaluation:
     return front[int(np.argmax(distance))]
 
 
-def pick(record: SearchRecord, choice: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(label, config) for ``choice`` (see the module docstring)."""
+PICK_FORMS = (
+    "most-accurate, smallest, knee, a constraint such as 'latency_ms <= 5' or "
+    "'macs < 300M' (several joined by 'and'), or a config as a JSON object"
+)
+
+
+def parse_pick(choice: object) -> tuple[str, Any]:
+    """What ``choice`` asks for: ``("config", dict)``, ``("named", name)`` or
+    ``("constraints", [Constraint, ...])``; a :class:`PickError` naming the pick and
+    the accepted forms when it is none of them.
+
+    Example:
+        >>> parse_pick(" knee ")
+        ('named', 'knee')
+        >>> kind, found = parse_pick("latency_ms <= 5 and macs < 300M")
+        >>> kind, [(c.metric, c.bound) for c in found]
+        ('constraints', [('latency_ms', 5.0), ('macs', 300000000.0)])
+        >>> parse_pick('{"ks.0": 3}')
+        ('config', {'ks.0': 3})
+    """
     if isinstance(choice, Mapping):
         return "config", dict(choice)
+    if not isinstance(choice, str):
+        raise PickError(f"a pick is a string or a config mapping, got {choice!r}; use {PICK_FORMS}")
     text = choice.strip()
+    shown = repr(choice) if len(choice) <= 80 else repr(choice[:80]) + "..."
+    if not text:
+        raise PickError(f"the pick is empty; use {PICK_FORMS}")
     if text.startswith("{"):
         try:
-            return "config", dict(json.loads(text))
-        except json.JSONDecodeError as error:
-            raise PickError(f"pick {choice!r} is not valid JSON: {error}") from None
+            data = strict_json(text, f"pick {shown}")
+        except UserError as error:
+            raise PickError(str(error)) from None
+        if not isinstance(data, dict):  # pragma: no cover - '{' starts an object
+            raise PickError(f"pick {shown} is not a JSON object; use {PICK_FORMS}")
+        return "config", data
+    if text in NAMED_PICKS:
+        return "named", text
+    parts = re.split(r"\s+and\s+", text)
+    try:
+        return "constraints", [parse_constraint(part) for part in parts]
+    except UserError as error:
+        raise PickError(f"pick {shown} is not one of {PICK_FORMS} ({error})") from None
+
+
+def pick(record: SearchRecord, choice: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(label, config) for ``choice`` (see the module docstring)."""
+    kind, parsed = parse_pick(choice)
+    if kind == "config":
+        return "config", parsed
+    text = choice.strip() if isinstance(choice, str) else ""
     if not record.pareto:
         raise PickError("the search has no feasible sub-network to pick from")
     if record.quality is None and text in ("most-accurate", "knee"):
@@ -153,7 +195,7 @@ def pick(record: SearchRecord, choice: str | Mapping[str, Any]) -> tuple[str, di
     elif text == "knee":
         best = _knee(record)
     else:
-        constraints = [parse_constraint(part) for part in text.split(" and ")]
+        constraints = parsed
         for c in constraints:
             if c.metric not in record.pareto[0].metrics:
                 raise PickError(
