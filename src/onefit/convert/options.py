@@ -181,7 +181,7 @@ def _distinct(name: str, values: Sequence[Any]) -> None:
     seen: set[Any] = set()
     for value in values:
         if value in seen:
-            raise UserError(f"{name} lists {value!r} twice: {list(values)!r}")
+            raise UserError(f"{name} lists a choice twice ({value!r}): {list(values)!r}")
         seen.add(value)
 
 
