@@ -19,6 +19,7 @@ from onefit.deploy.report import write_report
 from onefit.errors import Interrupted
 from onefit.metrics.latency import measure_latency
 from onefit.profiling.lut import LatencyTable, build_latency_table
+from onefit.search.store import SearchOrigin
 from onefit.search.supernet import run_data, supernet_search
 from onefit.training.checkpoint import load_supernet
 from onefit.training.trainer import train
@@ -124,6 +125,7 @@ def run_demo(
         strategy="linas",
         budget=settings.budget,
         store=run_dir / "search" / "results.db",
+        origin=SearchOrigin.of_run(run_dir),
         progress=settings.progress,
     )
     console.print(

@@ -42,6 +42,7 @@ from onefit.profiling.lut import LatencyTable, LatencyTableError
 from onefit.rundir import RunDir
 from onefit.search.constraints import ConstraintFn
 from onefit.search.runner import SearchResult, search
+from onefit.search.store import SearchOrigin
 from onefit.search.strategies.base import CheapFn
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet
@@ -180,6 +181,8 @@ def search_run(
     if isinstance(table, (str, Path)):
         table = LatencyTable.load(table, net=net)
     data = data if data is not None else run_data(run_dir)
+    # The store records which run and weights it evaluated (read back by load_search).
+    kwargs.setdefault("origin", SearchOrigin.of_run(run_dir))
     return supernet_search(
         net, data, objectives, latency_table=table, task=run_task(run_dir), **kwargs
     )
