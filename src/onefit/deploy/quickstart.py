@@ -17,6 +17,7 @@ from rich.table import Table
 from onefit.deploy.export import ExportResult, export
 from onefit.deploy.report import write_report
 from onefit.errors import Interrupted
+from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import measure_latency
 from onefit.profiling.lut import LatencyTable, build_latency_table
 from onefit.search.store import SearchOrigin
@@ -54,7 +55,10 @@ def _latency_table(run_dir: Path, settings: DemoSettings, console: Console) -> L
     path = run_dir / "latency_table.json"
     net = load_supernet(run_dir)
     if path.is_file():
-        return LatencyTable.load(path, net=net)
+        # A table measured under another profile (other threads, libraries, machine) would
+        # predict latencies of another device: refused, naming both profiles.
+        here = DeviceProfile.detect(runtime="onnxruntime", threads=settings.threads)
+        return LatencyTable.load(path, net=net, profile=here)
     table = build_latency_table(
         net,
         runtime="onnxruntime",

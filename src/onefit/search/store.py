@@ -45,10 +45,10 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from onefit.errors import MissingDependencyError, UserError
 from onefit.space import ArchConfig
@@ -197,6 +197,23 @@ class Evaluation:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sqlite_errors(method: F) -> F:
+    """SQLite errors while reading or writing (a damaged page, text that is not UTF-8)
+    become a :class:`StoreError` naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: ResultStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.path}: damaged results store (SQLite: {error})") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _as_config(config: Mapping[str, Any]) -> ArchConfig:
@@ -359,6 +376,7 @@ class ResultStore:
         self.close()
 
     # -- runs -------------------------------------------------------------------------------
+    @_sqlite_errors
     def open_run(self, name: str, settings: Mapping[str, Any]) -> int:
         """The id of run ``name``, created if new; an existing run must have equal settings."""
         text = json.dumps(settings, sort_keys=True, default=str)
@@ -379,6 +397,7 @@ class ResultStore:
             )
         return int(cursor.lastrowid or 0)
 
+    @_sqlite_errors
     def run_id(self, name: str) -> int:
         """The id of the existing run ``name``."""
         row = self.db.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
@@ -386,6 +405,7 @@ class ResultStore:
             raise StoreError(f"{self.path} has no run {name!r}; runs: {self.runs()}")
         return int(row[0])
 
+    @_sqlite_errors
     def settings(self, run_id: int) -> dict[str, Any]:
         """The settings run ``run_id`` was opened with (objectives, constraints, ...)."""
         row = self.db.execute("SELECT settings FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -399,10 +419,12 @@ class ResultStore:
             raise StoreError(f"{self.path}: run {run_id} has damaged settings")
         return settings
 
+    @_sqlite_errors
     def runs(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM runs ORDER BY id")]
 
     # -- origin -----------------------------------------------------------------------------
+    @_sqlite_errors
     def origin(self, name: str) -> SearchOrigin | None:
         """The :class:`SearchOrigin` recorded for run ``name``, or None."""
         row = self.db.execute(
@@ -410,6 +432,7 @@ class ResultStore:
         ).fetchone()
         return None if row is None else SearchOrigin.from_json(row[0], str(self.path))
 
+    @_sqlite_errors
     def bind_origin(self, name: str, origin: SearchOrigin) -> None:
         """Record ``origin`` for the new run ``name``, or check the recorded one (a resumed
         search continues only on the run and weights it started on)."""
@@ -433,6 +456,7 @@ class ResultStore:
                 (f"origin:{name}", origin.to_json()),
             )
 
+    @_sqlite_errors
     def check_origin(self, name: str, expected: SearchOrigin) -> None:
         """Raise :class:`StoreError` unless run ``name`` was searched on ``expected``'s run
         and weights (both ids named in the message)."""
@@ -473,6 +497,7 @@ class ResultStore:
             ) from None
         return int(cursor.lastrowid or 0)
 
+    @_sqlite_errors
     def record(
         self,
         run_id: int,
@@ -516,6 +541,7 @@ class ResultStore:
                 ],
             )
 
+    @_sqlite_errors
     def record_failure(
         self, run_id: int, config: Mapping[str, Any], reason: str, seconds: float | None = None
     ) -> None:
@@ -527,6 +553,7 @@ class ResultStore:
             )
 
     # -- reading ----------------------------------------------------------------------------
+    @_sqlite_errors
     def history(self, run_id: int) -> list[Evaluation]:
         """Every evaluation of the run in order, failures included.
 
@@ -574,6 +601,7 @@ class ResultStore:
             )
         return history
 
+    @_sqlite_errors
     def measurement_rows(self, run_id: int) -> list[dict[str, Any]]:
         """Every measurement with its kind and profile (for audits and exports)."""
         cursor = self.db.execute(
@@ -586,6 +614,7 @@ class ResultStore:
         return [dict(zip(names, row)) for row in cursor]
 
     # -- export -----------------------------------------------------------------------------
+    @_sqlite_errors
     def table(self, run_id: int) -> tuple[list[str], list[list[Any]]]:
         """One row per evaluation: index, dimensions, metrics, status, reason."""
         history = self.history(run_id)
