@@ -212,3 +212,77 @@ def test_another_applications_sqlite_file_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="application id"):
         ResultStore(path)
+
+
+# -- latency tables and predictors: versions, structure, profile, space ----------------------
+
+
+def small_table() -> LatencyTable:
+    from onefit.metrics.device import DeviceProfile
+
+    profile = DeviceProfile.detect(runtime="eager", threads=1, name="here")
+    entries = {"stem": {"median_ms": 0.5, "iqr_ms": 0.01}, "head": {"median_ms": 0.2, "iqr_ms": 0}}
+    return LatencyTable(None, profile, entries, {"call_overhead_ms": 0.1})
+
+
+def test_a_format_1_latency_table_is_read_and_saved_as_format_2(tmp_path):
+    table = small_table()
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**table.to_dict(), "format": "onefit-latency-table/1"}))
+    loaded = LatencyTable.load(old)
+    assert loaded.entries == table.entries
+    loaded.save(tmp_path / "new.json")
+    saved = json.loads((tmp_path / "new.json").read_text())
+    assert saved["format"] == "onefit-latency-table/2" and len(saved["sha256"]) == 64
+    assert LatencyTable.load(tmp_path / "new.json").entries == table.entries
+
+
+@pytest.mark.parametrize("median", [-1.0, 0.0, "1", None, True])
+def test_a_bad_median_is_refused_naming_the_entry(tmp_path, median):
+    from onefit.digest import seal
+
+    document = small_table().to_dict()
+    document["entries"]["stem"]["median_ms"] = median
+    path = tmp_path / "lut.json"
+    path.write_text(json.dumps(seal(document)))
+    with pytest.raises(LatencyTableError, match=r"lut\.json: entry 'stem' has median_ms"):
+        LatencyTable.load(path)
+
+
+def test_an_edited_latency_table_is_refused(tmp_path):
+    path = tmp_path / "lut.json"
+    small_table().save(path)
+    path.write_text(path.read_text().replace("0.5", "0.4"))
+    with pytest.raises(LatencyTableError, match="does not match its sha256"):
+        LatencyTable.load(path)
+
+
+def test_a_latency_table_of_another_device_profile_is_refused_naming_both(tmp_path):
+    from onefit.metrics.device import DeviceProfile, ProfileMismatchError
+
+    path = tmp_path / "lut.json"
+    small_table().save(path)
+    target = DeviceProfile.detect(runtime="eager", threads=2, name="target")
+    with pytest.raises(ProfileMismatchError, match=r"'here'.*'target'.*threads"):
+        LatencyTable.load(path, profile=target)
+    same = DeviceProfile.detect(runtime="eager", threads=1, name="other name")
+    assert LatencyTable.load(path, profile=same).entries == small_table().entries
+
+
+def test_a_predictor_for_another_space_is_refused_naming_the_difference(tmp_path):
+    from onefit.predictors import fit_predictor
+
+    space = onefit.SearchSpace({"a": [1, 2, 3], "b": [1, 2]})
+    configs = [space.sample(seed=i) for i in range(12)]
+    path = tmp_path / "p.json"
+    fit_predictor(space, configs, [c["a"] + c["b"] for c in configs], method="ridge").save(path)
+    assert Predictor.load(path, space=space).predict([space.largest()]).shape == (1,)
+    other = onefit.SearchSpace({"a": [1, 2, 3, 4], "b": [1, 2]})
+    with pytest.raises(PredictorError, match=r"another search space.*'a' has choices"):
+        Predictor.load(path, space=other)
+    # A space edited inside the file (so its model no longer fits) is refused too.
+    data = json.loads(path.read_text())
+    data["space"]["a"] = [1, 2, 3, 4, 5]
+    path.write_text(json.dumps(data))
+    with pytest.raises(PredictorError, match=r"p\.json"):
+        Predictor.load(path)
