@@ -99,7 +99,7 @@ def test_missing_or_corrupt_table_files_name_the_file(tmp_path):
     with pytest.raises(LatencyTableError, match=r"bad\.json is not a latency table"):
         LatencyTable.load(bad)
     bad.write_text(json.dumps({"format": "onefit-latency-table/1", "entries": {"a": 1}}))
-    with pytest.raises(LatencyTableError, match=r"bad\.json: corrupt"):
+    with pytest.raises(LatencyTableError, match=r"bad\.json: .*profile"):
         LatencyTable.load(bad)
 
 

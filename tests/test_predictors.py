@@ -57,7 +57,7 @@ def test_save_and_load_give_identical_predictions(method, tmp_path):
     assert loaded.method == method and loaded.encoding == "ordinal"
     assert loaded.report == json.loads(json.dumps(predictor.report))
     text = (tmp_path / "p.json").read_text()
-    assert json.loads(text)["format"] == "onefit-predictor/1"  # plain JSON, no pickle
+    assert json.loads(text)["format"] == "onefit-predictor/2"  # plain JSON, no pickle
 
 
 def test_auto_picks_the_lowest_cross_validated_error():

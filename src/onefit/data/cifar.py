@@ -231,7 +231,17 @@ class Cifar(DatasetSource):
             files = [root / "train"] if (root / "train").is_file() else [root / "test"]
             labels_key, meta, names_key = "fine_labels", root / "meta", "fine_label_names"
         arrays = [_read_batch(file, labels_key) for file in files]
+        for file, (_, batch_labels) in zip(files, arrays):
+            known = 10 if variant == "cifar10" else 100
+            if batch_labels.size and (batch_labels.min() < 0 or batch_labels.max() >= known):
+                raise _error(
+                    file,
+                    f"'{labels_key}' must lie in 0..{known - 1} for {variant}, got labels from "
+                    f"{batch_labels.min()} to {batch_labels.max()}",
+                )
         labels = np.concatenate([labels for _, labels in arrays]).astype(np.int64)
+        if not labels.size:
+            raise _error(files[0], "holds no images")
         classes = _class_names(meta, names_key)
         if (
             classes is not None

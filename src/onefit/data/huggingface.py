@@ -81,6 +81,11 @@ class HuggingFaceImages(LazyImages):
                 array = np.asarray(value, dtype=np.uint8)
         except (OSError, ValueError, TypeError) as error:
             raise DataError(f"{self.where(position)}: cannot read this image ({error})") from None
+        if array.ndim not in (2, 3):
+            raise DataError(
+                f"{self.where(position)}: an image must be H x W or H x W x C, got an array "
+                f"of shape {array.shape}"
+            )
         tensor = torch.from_numpy(array.copy())
         if tensor.dim() == 2:
             return tensor[None]
@@ -107,7 +112,40 @@ def _columns(table: Any, image_column: str | None, label_column: str | None) -> 
     images = [n for n, f in features.items() if isinstance(f, datasets.Image)]
     labels = [n for n, f in features.items() if isinstance(f, datasets.ClassLabel)]
     labels = labels or [n for n in names if n in LABEL_NAMES]
-    return pick(image_column, "images", images), pick(label_column, "label", labels)
+    image, label = pick(image_column, "images", images), pick(label_column, "label", labels)
+    _check_types(features, image, label)
+    return image, label
+
+
+def _describe(feature: Any) -> str:
+    kind = type(feature).__name__
+    dtype = getattr(feature, "dtype", None)
+    return f"{kind}({dtype})" if isinstance(dtype, str) else kind
+
+
+def _check_types(features: Any, image: str, label: str) -> None:
+    """The label column must hold integers, the image column images or arrays."""
+    datasets = _datasets()
+    columns = {name: _describe(f) for name, f in features.items()}
+    if image == label:
+        raise DataError(f"the image and label columns are both {image!r}; columns: {columns}")
+    feature = features[label]
+    integer = isinstance(feature, datasets.Value) and str(feature.dtype).startswith(("int", "uint"))
+    if not (isinstance(feature, datasets.ClassLabel) or integer):
+        raise DataError(
+            f"column {label!r} must hold class indices (a ClassLabel or an integer Value), "
+            f"it holds {_describe(feature)}; columns: {columns}"
+        )
+    kinds = tuple(
+        getattr(datasets, name)
+        for name in ("Image", "Array2D", "Array3D", "Sequence", "List", "LargeList")
+        if isinstance(getattr(datasets, name, None), type)
+    )
+    if not (isinstance(features[image], (*kinds, list))):
+        raise DataError(
+            f"column {image!r} must hold images (an Image feature or uint8 arrays), it holds "
+            f"{_describe(features[image])}; columns: {columns}"
+        )
 
 
 def _items(
@@ -115,7 +153,13 @@ def _items(
 ) -> HuggingFaceImages:
     if len(table) == 0:
         raise DataError("the Hugging Face dataset has no rows")
-    labels = torch.as_tensor(np.asarray(table[label]), dtype=torch.int64)
+    try:
+        labels = torch.as_tensor(np.asarray(table[label], dtype=np.int64))
+    except (TypeError, ValueError, OverflowError) as error:
+        raise DataError(
+            f"column {label!r} must hold one integer class index per row ({error}); "
+            f"columns: {list(table.features)}"
+        ) from None
     if labels.dim() != 1 or int(labels.min()) < 0:
         raise DataError(f"column {label!r} must hold one class index >= 0 per row")
     probe = HuggingFaceImages(table, image, labels, size=image_size or 1, channels=3)

@@ -28,7 +28,7 @@ from onefit.rundir import DEFAULT_SEARCH, RunDir, RunDirError
 from onefit.search.constraints import Constraint, parse_constraint
 from onefit.search.pareto import pareto_mask, to_minimization
 from onefit.search.runner import SearchResult
-from onefit.search.store import Evaluation, ResultStore, StoreError
+from onefit.search.store import Evaluation, ResultStore, SearchOrigin, StoreError
 from onefit.space import strict_json
 
 NAMED_PICKS = ("most-accurate", "smallest", "knee")
@@ -85,16 +85,23 @@ def _feasible(evaluation: Evaluation, constraints: list[Constraint]) -> bool:
 
 
 def load_search(run_dir: str | Path, name: str = DEFAULT_SEARCH) -> SearchRecord:
-    """Read search ``name`` of the run in ``run_dir`` and recompute its feasible Pareto set."""
+    """Read search ``name`` of the run in ``run_dir`` and recompute its feasible Pareto set.
+
+    No such search is a :class:`PickError`; a store that is damaged, not a onefit store,
+    or made from another run or other weights (a copied file, a run trained further
+    since) is a :class:`StoreError` naming the file and both ids.
+    """
     try:
         path, run_name = RunDir(run_dir).find_search(name)
     except RunDirError as error:
         raise PickError(str(error)) from None
-    with ResultStore(path) as store:
+    origin = SearchOrigin.of_run(run_dir)
+    with ResultStore(path, create=False) as store:
         try:
             run = store.run_id(run_name)
         except StoreError as error:
             raise PickError(str(error)) from None
+        store.check_origin(run_name, origin)
         settings = store.settings(run)
         history = store.history(run)
     objectives = dict(settings.get("objectives") or {})

@@ -17,8 +17,10 @@ from rich.table import Table
 from onefit.deploy.export import ExportResult, export
 from onefit.deploy.report import write_report
 from onefit.errors import Interrupted
+from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import measure_latency
 from onefit.profiling.lut import LatencyTable, build_latency_table
+from onefit.search.store import SearchOrigin
 from onefit.search.supernet import run_data, supernet_search
 from onefit.training.checkpoint import load_supernet
 from onefit.training.trainer import train
@@ -53,7 +55,10 @@ def _latency_table(run_dir: Path, settings: DemoSettings, console: Console) -> L
     path = run_dir / "latency_table.json"
     net = load_supernet(run_dir)
     if path.is_file():
-        return LatencyTable.load(path, net=net)
+        # A table measured under another profile (other threads, libraries, machine) would
+        # predict latencies of another device: refused, naming both profiles.
+        here = DeviceProfile.detect(runtime="onnxruntime", threads=settings.threads)
+        return LatencyTable.load(path, net=net, profile=here)
     table = build_latency_table(
         net,
         runtime="onnxruntime",
@@ -124,6 +129,7 @@ def run_demo(
         strategy="linas",
         budget=settings.budget,
         store=run_dir / "search" / "results.db",
+        origin=SearchOrigin.of_run(run_dir),
         progress=settings.progress,
     )
     console.print(

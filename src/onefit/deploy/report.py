@@ -19,6 +19,7 @@ from onefit.deploy.card import ModelCard, ModelCardError
 from onefit.deploy.picks import COST_METRICS, PickError, SearchRecord, load_search
 from onefit.errors import UserError
 from onefit.rundir import DEFAULT_SEARCH, RunDir
+from onefit.search.store import StoreError
 from onefit.search.supernet import run_task
 
 COSTS = COST_METRICS
@@ -202,10 +203,13 @@ def write_report(
         f"{settings.get('epochs', '?')} epochs on "
         f"<code>{html.escape(str(settings.get('dataset', '?')))}</code>.</p>",
     ]
+    unreadable = None
     try:
         record: SearchRecord | None = load_search(run_dir, search)
-    except (PickError, ValueError):
+    except PickError:  # no search of that name: nothing to show
         record = None
+    except StoreError as error:  # a damaged or foreign store is shown, never "no results"
+        record, unreadable = None, str(error)
     if record is not None and record.history:
         quality = record.quality or "accuracy"
         sections.append("<h2>Pareto front</h2>")
@@ -227,6 +231,8 @@ def write_report(
             f"{len(record.history)} evaluated, {failed} failed)</h2>"
         )
         sections.append(_table(["config", *shown], rows))
+    elif unreadable is not None:
+        sections.append(f"<p>Search results unreadable: {html.escape(unreadable)}</p>")
     else:
         sections.append("<p>No search results yet: run <code>onefit search</code>.</p>")
     if metrics:

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,14 +32,20 @@ import torch
 from rich.progress import track
 from torch import nn
 
+from onefit.digest import read_document, seal
 from onefit.errors import UserError
-from onefit.files import read_json_document, write_json_atomic
-from onefit.metrics.device import DeviceProfile
+from onefit.files import write_json_atomic
+from onefit.metrics.device import DeviceProfile, ProfileMismatchError
 from onefit.metrics.latency import check_timing_settings, measure_latency
 from onefit.metrics.runtimes import get_runtime
 from onefit.supernets import Supernet, rebuild_supernet
 
-FORMAT = "onefit-latency-table/1"
+# Format 2 adds the sha256 of the content (checked on load). Format 1 files (no hash)
+# are still read, with the same structural checks; saving one writes format 2.
+FORMAT = "onefit-latency-table/2"
+READABLE_FORMATS = (FORMAT, "onefit-latency-table/1")
+PROFILE_FIELDS = {"runtime": str, "device": str, "device_name": str, "threads": int,
+                  "batch_size": int, "platform": str, "name": str}  # fmt: skip
 
 
 class LatencyTableError(UserError):
@@ -129,23 +136,138 @@ class LatencyTable:
         }
 
     def save(self, path: str | Path) -> None:
-        """Write the table as JSON (atomically: temporary file, then rename)."""
-        write_json_atomic(path, self.to_dict(), indent=1)
+        """Write the table as JSON with the sha256 of its content (atomically: temporary
+        file, then rename)."""
+        write_json_atomic(path, seal(self.to_dict()), indent=1)
+
+    def check_profile(self, target: DeviceProfile) -> None:
+        """Raise :class:`ProfileMismatchError` (naming both profiles and the fields that
+        differ) unless the table was measured on a profile compatible with ``target``."""
+        diff = self.profile.differences(target)
+        if diff:
+            listed = "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+            raise ProfileMismatchError(
+                f"the latency table was measured on device profile {self.profile.name!r}, "
+                f"not on the target profile {target.name!r} ({listed}); build a table on "
+                "the target with onefit profile"
+            )
 
     @classmethod
-    def load(cls, path: str | Path, net: Supernet | None = None) -> LatencyTable:
-        """Read a table written by :meth:`save`; errors name the file and what is wrong."""
+    def load(
+        cls,
+        path: str | Path,
+        net: Supernet | None = None,
+        *,
+        profile: DeviceProfile | None = None,
+    ) -> LatencyTable:
+        """Read a table written by :meth:`save`; errors name the file and what is wrong.
+
+        The content must match its sha256 and every entry must be a finite positive
+        median (and a finite IQR >= 0). With ``profile``, the table must have been
+        measured on that device profile (:meth:`check_profile`).
+        """
         path = Path(path)
-        data = read_json_document(path, FORMAT, "latency table", LatencyTableError)
-        try:
-            entries = {
-                str(k): {"median_ms": float(v["median_ms"]), "iqr_ms": float(v["iqr_ms"])}
-                for k, v in data["entries"].items()
-            }
-            profile = DeviceProfile.from_dict(data["profile"])
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise LatencyTableError(f"{path}: corrupt latency table ({error!r})") from None
-        return cls(data.get("supernet"), profile, entries, data.get("settings", {}), net)
+        data = read_document(path, READABLE_FORMATS, "latency table", LatencyTableError)
+        table = cls(
+            _supernet_spec(path, data.get("supernet")),
+            _profile(path, data.get("profile")),
+            _entries(path, data.get("entries")),
+            _settings(path, data.get("settings", {})),
+            net,
+        )
+        overhead = table.call_overhead_ms
+        fastest = min(e["median_ms"] for e in table.entries.values())
+        if overhead > fastest:
+            raise LatencyTableError(
+                f"{path}: settings.call_overhead_ms {overhead} exceeds the fastest unit's "
+                f"median ({fastest} ms); every unit's time includes one call's overhead"
+            )
+        if profile is not None:
+            table.check_profile(profile)
+        return table
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _entries(path: Path, entries: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(entries, dict) or not entries:
+        raise LatencyTableError(
+            f"{path}: 'entries' must be a non-empty object of unit -> timings, got "
+            f"{type(entries).__name__}"
+        )
+    checked = {}
+    for key, value in entries.items():
+        if not isinstance(value, dict) or set(value) != {"median_ms", "iqr_ms"}:
+            keys = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise LatencyTableError(
+                f"{path}: entry {key!r} must hold exactly median_ms and iqr_ms, got {keys}"
+            )
+        median, iqr = value["median_ms"], value["iqr_ms"]
+        if not _finite(median) or median <= 0:
+            raise LatencyTableError(
+                f"{path}: entry {key!r} has median_ms {median!r}; a latency must be a "
+                "finite number > 0"
+            )
+        if not _finite(iqr) or iqr < 0:
+            raise LatencyTableError(
+                f"{path}: entry {key!r} has iqr_ms {iqr!r}; it must be a finite number >= 0"
+            )
+        checked[key] = {"median_ms": float(median), "iqr_ms": float(iqr)}
+    return checked
+
+
+def _profile(path: Path, data: Any) -> DeviceProfile:
+    if not isinstance(data, dict):
+        raise LatencyTableError(f"{path}: 'profile' must be a device profile object")
+    problems = [
+        f"{name} (expected {kind.__name__}, got {data.get(name)!r})"
+        for name, kind in PROFILE_FIELDS.items()
+        if name in data or name != "name"
+        if not isinstance(data.get(name), kind) or isinstance(data.get(name), bool)
+    ]
+    versions = data.get("versions", {})
+    if not isinstance(versions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+    ):
+        problems.append("versions (expected an object of library -> version)")
+    unknown = sorted(set(data) - set(PROFILE_FIELDS) - {"versions"})
+    if unknown:
+        problems.append(f"unknown fields {unknown}")
+    if problems:
+        raise LatencyTableError(f"{path}: bad device profile: {'; '.join(problems)}")
+    for name in ("threads", "batch_size"):
+        if data[name] < 1:
+            raise LatencyTableError(f"{path}: profile.{name} must be >= 1, got {data[name]}")
+    return DeviceProfile.from_dict(data)
+
+
+def _settings(path: Path, settings: Any) -> dict[str, Any]:
+    if not isinstance(settings, dict):
+        raise LatencyTableError(f"{path}: 'settings' must be an object")
+    overhead = settings.get("call_overhead_ms", 0.0)
+    if not _finite(overhead) or overhead < 0:
+        raise LatencyTableError(
+            f"{path}: settings.call_overhead_ms must be a finite number >= 0, got {overhead!r}"
+        )
+    calibration = settings.get("calibration")
+    if calibration not in (None, {}) and (
+        not isinstance(calibration, dict)
+        or not all(_finite(calibration.get(k)) for k in ("scale", "offset"))
+    ):
+        raise LatencyTableError(
+            f"{path}: settings.calibration must hold finite scale and offset, got {calibration!r}"
+        )
+    return settings
+
+
+def _supernet_spec(path: Path, spec: Any) -> dict[str, Any] | None:
+    if spec is not None and not (isinstance(spec, dict) and isinstance(spec.get("name"), str)):
+        raise LatencyTableError(
+            f"{path}: 'supernet' must be null or an object with a name, got {spec!r}"[:300]
+        )
+    return spec
 
 
 def collect_units(net: Supernet) -> dict[str, tuple[nn.Module, tuple[int, ...]]]:

@@ -4,7 +4,7 @@ hypervolume and a resumable SQLite store."""
 from onefit.search.constraints import Constraint, parse_constraint
 from onefit.search.pareto import hypervolume, normalized_hypervolume, pareto_mask
 from onefit.search.runner import SearchResult, search
-from onefit.search.store import Evaluation, ResultStore, StoreError
+from onefit.search.store import Evaluation, ResultStore, SearchOrigin, StoreError
 from onefit.search.strategies import (
     SEARCH_STRATEGIES,
     Problem,
@@ -20,6 +20,7 @@ __all__ = [
     "Evaluation",
     "Problem",
     "ResultStore",
+    "SearchOrigin",
     "SearchResult",
     "SearchStrategy",
     "StoreError",

@@ -31,7 +31,7 @@ from onefit.errors import MissingDependencyError, UserError
 from onefit.search.constraints import ConstraintFn, parse_constraints
 from onefit.search.pareto import normalized_hypervolume, pareto_mask
 from onefit.search.plot import plot_front
-from onefit.search.store import Evaluation, ResultStore
+from onefit.search.store import Evaluation, ResultStore, SearchOrigin
 from onefit.search.strategies.base import (
     CheapFn,
     Problem,
@@ -200,6 +200,7 @@ def search(
     executor: str | None = None,
     ray_address: str | None = None,
     progress: bool = True,
+    origin: SearchOrigin | None = None,
 ) -> SearchResult:
     """Search ``space`` for the Pareto set of ``objectives`` within ``budget`` evaluations.
 
@@ -223,6 +224,9 @@ def search(
             continues where it stopped. Default: in memory.
         workers: local processes evaluating a batch; ``executor="ray"`` uses Ray instead
             (``ray_address`` of a cluster, or a local instance with ``workers`` CPUs).
+        origin: the training run and weights the configs are evaluated on, recorded in
+            the store (and checked on resume), so results read back as a run's search
+            are known to be that run's (:func:`onefit.search.supernet.search_run` sets it).
 
     An evaluator that raises or returns NaN/inf is recorded as a failure with the
     reason, and the search goes on.
@@ -251,7 +255,13 @@ def search(
                 "seed": seed, "metrics": sorted(metrics), "metric_kinds": kinds,
                 "metric_profiles": profiles}  # fmt: skip
     # The budget is not a setting: a finished search can be resumed with a larger one.
-    run = results.open_run(run_name, settings)
+    try:
+        run = results.open_run(run_name, settings)
+        if origin is not None:
+            results.bind_origin(run_name, origin)
+    except BaseException:
+        results.close()
+        raise
     history = results.history(run)
     if history:
         searcher.tell(history)

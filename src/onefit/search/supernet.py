@@ -42,6 +42,7 @@ from onefit.profiling.lut import LatencyTable, LatencyTableError
 from onefit.rundir import RunDir
 from onefit.search.constraints import ConstraintFn
 from onefit.search.runner import SearchResult, search
+from onefit.search.store import SearchOrigin
 from onefit.search.strategies.base import CheapFn
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet
@@ -168,9 +169,13 @@ def search_run(
     latency_table: str | Path | LatencyTable | None = None,
     supernet: Supernet | None = None,
     data: DataSplits | None = None,
+    latency_profile: DeviceProfile | None = None,
     **kwargs: Any,
 ) -> SearchResult:
     """:func:`supernet_search` on the trained supernet, data and task of ``run_dir``.
+
+    ``latency_profile``: the target device profile; a latency table measured under
+    another one is refused (:meth:`LatencyTable.check_profile`).
 
     ``supernet`` and ``data`` are needed only for runs trained on objects onefit cannot
     rebuild (a supernet instance without a recipe, Datasets passed in memory).
@@ -178,8 +183,12 @@ def search_run(
     net = load_supernet(run_dir, supernet=supernet)
     table = latency_table
     if isinstance(table, (str, Path)):
-        table = LatencyTable.load(table, net=net)
+        table = LatencyTable.load(table, net=net, profile=latency_profile)
+    elif table is not None and latency_profile is not None:
+        table.check_profile(latency_profile)
     data = data if data is not None else run_data(run_dir)
+    # The store records which run and weights it evaluated (read back by load_search).
+    kwargs.setdefault("origin", SearchOrigin.of_run(run_dir))
     return supernet_search(
         net, data, objectives, latency_table=table, task=run_task(run_dir), **kwargs
     )
