@@ -36,6 +36,7 @@ MAX_BATCH_SIZE = 2**20
 MAX_EPOCHS = 10**6
 MAX_IMAGE_SIZE = 8192
 MAX_WORKERS = 256
+MAX_STEPS = 10**9  # log_every and bn_batches: past any run's length
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators take seeds in [0, 2**32)
 # Text a bool setting accepts (any case), as files and --set spell it.
 BOOL_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -309,11 +310,11 @@ _RULES: dict[str, tuple[tuple[Any, ...], str]] = {
     "augment": ((Field(min_length=1),), "a recipe name (onefit.data.list_recipes())"),
     "num_workers": ((Field(ge=0, le=MAX_WORKERS),), f"a whole number in 0..{MAX_WORKERS}"),
     "bad_items": ((), f"one of {list(BAD_ITEM_POLICIES)}"),
-    "log_every": ((Field(ge=1),), "a whole number >= 1"),
+    "log_every": ((Field(ge=1, le=MAX_STEPS),), f"a whole number in 1..{MAX_STEPS}"),
     "strategy": ((Field(min_length=1),), "a training strategy (onefit.list_strategies())"),
     "task": ((Field(min_length=1),), "a task (onefit.tasks.list_tasks())"),
     "init_weights": ((Field(min_length=1),), "the path of a state-dict file (not empty)"),
-    "optimizer": ((), f"one of {list(OPTIMIZERS)}"),
+    "optimizer": ((), "'sgd' or 'adamw'"),
     "epochs": ((Field(ge=1, le=MAX_EPOCHS),), f"a whole number in 1..{MAX_EPOCHS}"),
     "batch_size": ((Field(ge=1, le=MAX_BATCH_SIZE),), f"a whole number in 1..{MAX_BATCH_SIZE}"),
     "lr": ((Field(gt=0),), "a finite number > 0"),
@@ -323,7 +324,7 @@ _RULES: dict[str, tuple[tuple[Any, ...], str]] = {
     "label_smoothing": ((Field(ge=0, lt=1),), "a finite number in [0, 1)"),
     "temperature": ((Field(gt=0),), "a finite number > 0"),
     "grad_clip": ((Field(ge=0),), "a finite number >= 0 (0 disables)"),
-    "bn_batches": ((Field(ge=1),), "a whole number >= 1"),
+    "bn_batches": ((Field(ge=1, le=MAX_STEPS),), f"a whole number in 1..{MAX_STEPS}"),
     "eval_configs": ((Field(min_length=1),), "a non-empty list of 'smallest', 'largest' or "
                      "config JSON objects"),
     "seed": ((Field(ge=0, le=MAX_SEED),), f"a whole number in 0..{MAX_SEED}"),
@@ -444,10 +445,13 @@ def _check_names(config: TrainConfig) -> None:
     from onefit.tasks import list_tasks
     from onefit.training.strategies import list_strategies
 
-    for name, known in (("strategy", list_strategies()), ("task", list_tasks())):
+    for name, kind, known in (
+        ("strategy", "training strategy", list_strategies()),
+        ("task", "task", list_tasks()),
+    ):
         if getattr(config, name) not in known:
             raise UnknownNameError(
-                f"training setting {name}={getattr(config, name)!r} is not registered; "
+                f"unknown {kind} {getattr(config, name)!r} (training setting {name}); "
                 f"known: {', '.join(known)}"
             )
     for name in ("strategy_kwargs", "supernet_kwargs", "task_kwargs", "augment_kwargs"):

@@ -154,7 +154,7 @@ class Trainer:
         config.validate()
         if supernet is None and config.supernet not in list_supernets():
             raise UnknownNameError(  # before any data is read
-                f"training setting supernet={config.supernet!r} is not a registered family; "
+                f"unknown supernet {config.supernet!r} (training setting supernet); "
                 f"known: {', '.join(list_supernets())}"
             )
         self.config = config
