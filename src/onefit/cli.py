@@ -453,7 +453,8 @@ def _apply_setting(settings: dict[str, Any], key: str, value: Any) -> None:
 @click.option("--run-dir", help="Where checkpoints, metrics and the config go.")
 @click.option(
     "--set", "assignments", multiple=True, metavar="KEY=VALUE",
-    help="Any setting (value parsed as JSON; dotted keys reach into tables); repeatable.",
+    help="Any setting, its value read as the setting's type (text settings keep the text; "
+    "lists and tables as JSON; dotted keys reach into tables); repeatable.",
 )  # fmt: skip
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in the run dir.")
 @click.option("--stop-after-steps", type=click.IntRange(min=1),
