@@ -37,6 +37,7 @@ from rich.table import Table
 import onefit
 from onefit.data import list_recipes
 from onefit.deploy import export
+from onefit.deploy.export import FORMATS as EXPORT_FORMATS
 from onefit.deploy.quickstart import DemoSettings, run_demo
 from onefit.deploy.report import write_report
 from onefit.errors import Interrupted, OnefitError, UserError
@@ -47,7 +48,14 @@ from onefit.rundir import DEFAULT_SEARCH, STORE_FILE, RunDir
 from onefit.search.store import ResultStore
 from onefit.search.supernet import search_run
 from onefit.training import Trainer
-from onefit.training.config import TrainConfig
+from onefit.training.config import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
+    MAX_SEED,
+    TrainConfig,
+    parse_setting,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,6 +70,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # (a wrong type, an optional package not installed). Anything else, a plain ValueError
 # from deep inside included, is an internal error: reported as a bug, traceback logged.
 USER_ERRORS: tuple[type[Exception], ...] = (UserError,)
+MAX_BUDGET = 10**7  # sub-networks a search evaluates
 _RUN_DIR = "onefit.run_dir"  # ctx.meta key: where a command keeps its files
 _ARGV = "onefit.argv"
 
@@ -156,7 +165,7 @@ def _parse_options(pairs: tuple[str, ...], param: str = "--option") -> dict[str,
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=param)
         try:
             options[key] = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             options[key] = text  # a bare word is a string
     return options
 
@@ -169,11 +178,11 @@ def _supernet_options(*, image_size: int, in_channels: int, num_classes: int) ->
             click.option("--supernet", "name", default="mobilenetv3", show_default=True,
                          help="Family."),
             click.option("--image-size", default=image_size, show_default=True,
-                         help="Input side in pixels."),
+                         type=click.IntRange(1, MAX_IMAGE_SIZE), help="Input side in pixels."),
             click.option("--in-channels", default=in_channels, show_default=True,
-                         help="Input image channels."),
+                         type=click.IntRange(1, 4096), help="Input image channels."),
             click.option("--num-classes", default=num_classes, show_default=True,
-                         help="Classifier outputs."),
+                         type=click.IntRange(1, 1_000_000), help="Classifier outputs."),
             click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
                          help="Extra supernet constructor argument (value parsed as JSON); "
                          "repeatable."),
@@ -269,8 +278,10 @@ def list_command() -> None:
 
 @cli.command("check")
 @_supernet_options(image_size=28, in_channels=1, num_classes=10)
-@click.option("--samples", default=8, show_default=True, help="Random sub-networks to extract.")
-@click.option("--seed", default=0, show_default=True, help="Seed for weights and sampling.")
+@click.option("--samples", default=8, show_default=True, type=click.IntRange(0, 10_000),
+              help="Random sub-networks to extract.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
+              help="Seed for weights and sampling.")  # fmt: skip
 def check(
     name: str,
     image_size: int,
@@ -286,8 +297,6 @@ def check(
     compares its output with the supernet's (max abs difference), and prints its
     analytic MACs and parameters next to the ones measured on the extracted model.
     """
-    if samples < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--samples")
     torch.manual_seed(seed)
     net = _build_supernet(name, image_size, in_channels, num_classes, options)
     space = net.space
@@ -330,41 +339,87 @@ def check(
 def _read_config_file(path: str) -> dict[str, Any]:
     """A TOML, JSON or YAML file of TrainConfig fields (a ``[train]`` table is also accepted)."""
     data = _load_file(path)
-    if isinstance(data.get("train"), dict):
+    if "train" in data:
+        if not isinstance(data["train"], dict):
+            raise UserError(f"{path}: [train] must be a table of training settings")
         data = data["train"]
     return data
 
 
 def _load_file(path: str) -> dict[str, Any]:
-    """The table a TOML, JSON or YAML settings file holds."""
+    """The table a TOML, JSON or YAML settings file holds; a ``UserError`` naming the file
+    (and the line and column of a syntax error) for anything else."""
     file = Path(path)
     if not file.is_file():
         raise click.BadParameter(f"{path}: no such file", param_hint="--config")
-    text = file.read_text()
+    if file.suffix not in (".toml", ".json", ".yaml", ".yml"):
+        raise click.BadParameter(
+            f"{path}: unknown config format {file.suffix!r}; use .toml, .json or .yaml",
+            param_hint="--config",
+        )
+    try:
+        raw = file.read_bytes()
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror or error})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}); "
+            "save the settings file as UTF-8"
+        ) from None
     try:
         if file.suffix == ".toml":
             data = tomllib.loads(text)
         elif file.suffix == ".json":
             data = json.loads(text)
-        elif file.suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError:
-                raise click.BadParameter(
-                    f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use TOML/JSON",
-                    param_hint="--config",
-                ) from None
-            data = yaml.safe_load(text)
         else:
-            raise click.BadParameter(
-                f"{path}: unknown config format {file.suffix!r}; use .toml, .json or .yaml",
-                param_hint="--config",
-            )
-    except (ValueError, tomllib.TOMLDecodeError) as error:
-        raise click.BadParameter(f"{path}: {error}", param_hint="--config") from None
+            data = _load_yaml(path, text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML: {_one_line(error)}") from None
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"{path}: not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a settings file") from None
     if not isinstance(data, dict):
-        raise click.BadParameter(f"{path}: expected a table of settings", param_hint="--config")
+        kind = "nothing" if data is None else f"a {type(data).__name__}"
+        raise UserError(f"{path}: expected a table of settings at the top, got {kind}")
+    _check_keys(path, data)
     return data
+
+
+def _load_yaml(path: str, text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise click.BadParameter(
+            f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use TOML/JSON",
+            param_hint="--config",
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or _one_line(error)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML: {problem}{where}") from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _check_keys(path: str, table: dict[Any, Any], where: str = "") -> None:
+    """Every key of the settings file (and of its tables) is text."""
+    for key, value in table.items():
+        if not isinstance(key, str):
+            raise UserError(
+                f"{path}: setting name {key!r}{where and ' in [' + where + ']'} is not text"
+            )
+        if isinstance(value, dict):
+            _check_keys(path, value, f"{where}.{key}" if where else key)
 
 
 def _apply_setting(settings: dict[str, Any], key: str, value: Any) -> None:
@@ -391,17 +446,19 @@ def _apply_setting(settings: dict[str, Any], key: str, value: Any) -> None:
               help="One input of --model (default: the data's channels and side).")  # fmt: skip
 @click.option("--dataset", help="Dataset name or folder (default digits).")
 @click.option("--strategy", help="Training strategy: " + ", ".join(onefit.list_strategies()) + ".")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
-@click.option("--seed", type=int)
+@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS))
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
+@click.option("--seed", type=click.IntRange(0, MAX_SEED))
 @click.option("--run-dir", help="Where checkpoints, metrics and the config go.")
 @click.option(
     "--set", "assignments", multiple=True, metavar="KEY=VALUE",
-    help="Any setting (value parsed as JSON; dotted keys reach into tables); repeatable.",
+    help="Any setting, its value read as the setting's type (text settings keep the text; "
+    "lists and tables as JSON; dotted keys reach into tables); repeatable.",
 )  # fmt: skip
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in the run dir.")
-@click.option("--stop-after-steps", type=int, help="Pause after this many steps (checkpointed).")
+@click.option("--stop-after-steps", type=click.IntRange(min=1),
+              help="Pause after this many steps (checkpointed).")  # fmt: skip
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -427,7 +484,10 @@ def train(
     if config_file is None and shared.get("has_train_table"):
         config_file = shared["config_file"]  # the [train] table of `onefit --config FILE`
     settings: dict[str, Any] = _read_config_file(config_file) if config_file else {}
-    for key, value in _parse_options(assignments, param="--set").items():
+    for pair in assignments:
+        ((key, value),) = _parse_options((pair,), param="--set").items()
+        if "." not in key:  # a top-level setting: its text as the field's type reads it
+            value = parse_setting(key, pair.partition("=")[2])
         _apply_setting(settings, key, value)
     for key, value in flags.items():
         if value is not None:
@@ -468,11 +528,16 @@ def train(
 @click.option("--run", "run_dir", help="Profile the supernet of this training run instead.")
 @click.option("--runtime", default="eager", show_default=True, help="eager, onnxruntime, compile.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--threads", type=int, help="Intra-op threads (default: torch's).")
-@click.option("--batch-size", default=1, show_default=True)
-@click.option("--warmup", default=10, show_default=True, help="Untimed runs per unit.")
-@click.option("--repeats", default=30, show_default=True, help="Timed runs per unit.")
-@click.option("--check", default=5, show_default=True, help="Random configs to measure whole.")
+@click.option(
+    "--threads", type=click.IntRange(1, 1024), help="Intra-op threads (default: torch's)."
+)
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(0, 100_000),
+              help="Untimed runs per unit.")  # fmt: skip
+@click.option("--repeats", default=30, show_default=True, type=click.IntRange(1, 100_000),
+              help="Timed runs per unit.")  # fmt: skip
+@click.option("--check", default=5, show_default=True, type=click.IntRange(0, 10_000),
+              help="Random configs to measure whole.")  # fmt: skip
 @click.option("--out", default="latency_table.json", show_default=True, help="Table file (JSON).")
 def profile(
     name: str,
@@ -497,8 +562,6 @@ def profile(
     the largest and CHECK random sub-networks whole and prints predicted vs measured.
     """
 
-    if check < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--check")
     if run_dir is not None:
         _remember_run_dir(run_dir)
         net = onefit.load_supernet(run_dir)
@@ -587,9 +650,11 @@ def _parse_objectives(specs: tuple[str, ...]) -> dict[str, str]:
               help="E.g. 'macs <= 20e6'; repeatable.")  # fmt: skip
 @click.option("--strategy", default="linas", show_default=True,
               help="random, grid, nsga2, linas, sorted.")  # fmt: skip
-@click.option("--budget", default=50, show_default=True, help="Sub-networks to evaluate.")
-@click.option("--batch-size", default=5, show_default=True, help="Configs per round.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--budget", default=50, show_default=True, type=click.IntRange(1, MAX_BUDGET),
+              help="Sub-networks to evaluate.")  # fmt: skip
+@click.option("--batch-size", default=5, show_default=True, type=click.IntRange(1, MAX_BUDGET),
+              help="Configs per round.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED))
 @click.option("--lut", type=click.Path(dir_okay=False), help="Latency table from onefit profile.")
 @click.option("--measure-runtime", help="Also time each sub-network on this runtime.")
 @click.option("--measure-memory", is_flag=True, help="Also measure peak inference memory.")
@@ -652,9 +717,12 @@ def _describe_config(config: onefit.ArchConfig) -> str:
 
 @cli.command()
 @click.option("--run-dir", default="runs/demo", show_default=True, help="Where everything goes.")
-@click.option("--epochs", default=6, show_default=True, help="Supernet training epochs.")
-@click.option("--budget", default=30, show_default=True, help="Sub-networks the search evaluates.")
-@click.option("--threads", default=1, show_default=True, help="Threads for latency figures.")
+@click.option("--epochs", default=6, show_default=True, type=click.IntRange(max=MAX_EPOCHS),
+              help="Supernet training epochs.")  # fmt: skip
+@click.option("--budget", default=30, show_default=True, type=click.IntRange(max=MAX_BUDGET),
+              help="Sub-networks the search evaluates.")  # fmt: skip
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(max=1024),
+              help="Threads for latency figures.")  # fmt: skip
 def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
     """The quickstart: train, measure this CPU, search, export three models, report.
 
@@ -676,7 +744,8 @@ def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
 @click.option("--pick", "choice", default="most-accurate", show_default=True,
               help="most-accurate, knee, smallest, a constraint such as 'latency_ms <= 5', "
               "or a config as JSON.")  # fmt: skip
-@click.option("--format", "fmt", default="onnx", show_default=True, help="pt, torchscript, onnx.")
+@click.option("--format", "fmt", default="onnx", show_default=True,
+              type=click.Choice(EXPORT_FORMATS), help="Model format.")  # fmt: skip
 @click.option("--int8", is_flag=True, help="Also an INT8 model (ONNX Runtime static quantization).")
 @click.option(
     "--threads", default=1, show_default=True, type=click.IntRange(min=1),

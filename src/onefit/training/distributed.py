@@ -44,12 +44,37 @@ class DistContext:
 def _pick_device(requested: str, local_rank: int) -> torch.device:
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise UserError(
+            f"training setting device={requested!r} must be 'auto', 'cpu', 'cuda', 'cuda:N' "
+            "or 'mps'"
+        ) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(
+            f"training setting device={requested!r} is not supported; use 'auto', 'cpu', "
+            "'cuda', 'cuda:N' or 'mps'"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(
+            f"training setting device={requested!r}: MPS (Apple GPU) is not available on "
+            "this machine; use device='cpu' or 'auto'"
+        )
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("device 'cuda' requested but CUDA is not available; use device='cpu'")
+            raise UserError(
+                f"training setting device={requested!r}: CUDA is not available on this "
+                "machine; use device='cpu' or 'auto'"
+            )
         if device.index is None:
             device = torch.device("cuda", local_rank)
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UserError(
+                f"training setting device={requested!r}: this machine has {count} CUDA "
+                f"device(s), cuda:0..cuda:{count - 1}"
+            )
         torch.cuda.set_device(device)
     return device
 

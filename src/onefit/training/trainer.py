@@ -36,11 +36,11 @@ from onefit.data.loader import (
 )
 from onefit.data.prepare import training_view
 from onefit.data.splits import Samples, calibration_indices
-from onefit.errors import OnefitError, UserError, UserTypeError
+from onefit.errors import OnefitError, UnknownNameError, UserError, UserTypeError
 from onefit.files import read_state_dict
 from onefit.rundir import RunDir
 from onefit.space import ArchConfig
-from onefit.supernets import Supernet, create_supernet
+from onefit.supernets import Supernet, create_supernet, list_supernets
 from onefit.tasks import Task, create_task
 from onefit.training import distributed
 from onefit.training.bn import resize
@@ -152,6 +152,11 @@ class Trainer:
         supernet: Supernet | None = None,
     ) -> None:
         config.validate()
+        if supernet is None and config.supernet not in list_supernets():
+            raise UnknownNameError(  # before any data is read
+                f"unknown supernet {config.supernet!r} (training setting supernet); "
+                f"known: {', '.join(list_supernets())}"
+            )
         self.config = config
         self.dist = distributed.setup(config.device)
         self.device = self.dist.device
@@ -174,6 +179,8 @@ class Trainer:
             )
         )
         self.task = task_of(config)
+        if self.task.name == "classification":
+            check_classes(self.data, config.supernet_kwargs.get("num_classes"))
         torch.manual_seed(config.seed)
         if supernet is not None:
             # A supernet the caller built (onefit.elasticize of their own model, say): the
@@ -182,6 +189,8 @@ class Trainer:
             spec = supernet.spec or {}
             self.supernet_name = str(spec.get("name", type(supernet).__name__))
             self.supernet_kwargs = dict(spec.get("kwargs", {}))
+            if self.task.name == "classification":
+                check_classes(self.data, getattr(supernet, "num_classes", None), built=True)
             self.net = supernet.to(self.device)
         else:
             self.supernet_name = config.supernet
@@ -682,6 +691,55 @@ def task_of(config: TrainConfig) -> Task:
     if config.task == "classification":
         kwargs.setdefault("label_smoothing", config.label_smoothing)
     return create_task(config.task, **kwargs)
+
+
+def check_classes(data: DataSplits, model_classes: Any = None, *, built: bool = False) -> None:
+    """A clear error unless a classifier of ``model_classes`` outputs (None: as many as
+    the data has) fits the classes of ``data``, and the train split has two or more.
+
+    Fewer outputs than the data's classes would fail deep inside the loss (a label
+    beyond the last output); more would train outputs that no label ever asks for, and
+    accuracy would be measured over classes the data does not have. One class trains
+    nothing: every prediction is right and accuracy is trivially 1.0.
+
+    Example:
+        >>> import torch
+        >>> from onefit.data import from_tensors
+        >>> data = from_tensors(torch.zeros(10, 1, 4, 4), torch.arange(10) % 3)
+        >>> check_classes(data, 3)
+        >>> check_classes(data, 2)
+        Traceback (most recent call last):
+        ...
+        onefit.errors.UserError: supernet_kwargs.num_classes=2 is smaller than the 3 classes of the data 'tensors' (labels 0..2); leave num_classes out: it comes from the data
+    """  # noqa: E501
+    labels = getattr(data.train, "labels", None)
+    high = distinct = None
+    if isinstance(labels, torch.Tensor) and labels.numel() and not labels.is_floating_point():
+        high, distinct = int(labels.max()) + 1, int(labels.unique().numel())
+    needed = max(data.num_classes, high or 0)
+    if high is not None and high > data.num_classes:
+        raise UserError(
+            f"the data {data.name!r} says it has {data.num_classes} classes but its train "
+            f"labels reach {high - 1}"
+        )
+    where = "the supernet's num_classes" if built else "supernet_kwargs.num_classes"
+    fix = (
+        f"build it with num_classes={needed}"
+        if built
+        else "leave num_classes out: it comes from the data"
+    )
+    if isinstance(model_classes, int) and model_classes != needed:
+        relation = "smaller" if model_classes < needed else "larger"
+        why = "" if model_classes < needed else ": the extra outputs would never be trained"
+        raise UserError(
+            f"{where}={model_classes} is {relation} than the {needed} classes of the data "
+            f"{data.name!r} (labels 0..{needed - 1}){why}; {fix}"
+        )
+    if needed < 2 or distinct == 1:
+        raise UserError(
+            f"the train split of {data.name!r} has one class: accuracy would be trivially "
+            "1.0; a classifier needs at least two classes"
+        )
 
 
 def check_supernet_instance(net: object, config: TrainConfig) -> None:
