@@ -200,8 +200,10 @@ class RunDir:
         return self.exports_dir / slug
 
     def model_cards(self) -> list[Path]:
-        """Every export's ``model_card.json``, sorted by folder."""
-        return sorted(self.exports_dir.glob("*/model_card.json"))
+        """Every export's ``model_card.json``, sorted by folder; never one in a hidden
+        folder (the work folders of an export being written or interrupted)."""
+        cards = self.exports_dir.glob("*/model_card.json")
+        return sorted(p for p in cards if not p.parent.name.startswith("."))
 
     @property
     def report_dir(self) -> Path:
