@@ -37,7 +37,7 @@ from onefit.data.loader import (
 from onefit.data.prepare import training_view
 from onefit.data.splits import Samples, calibration_indices
 from onefit.errors import OnefitError, UserError, UserTypeError
-from onefit.files import read_state_dict
+from onefit.files import read_state_dict, write_json_atomic
 from onefit.rundir import RunDir
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet, create_supernet
@@ -532,7 +532,7 @@ class Trainer:
             self.restore(self.checkpoint_path)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.paths.config_file.write_text(json.dumps(self.resolved(), indent=2))
+            write_json_atomic(self.paths.config_file, self.resolved(), indent=2)
         limit = (
             self.total_steps
             if stop_after_steps is None
