@@ -245,21 +245,24 @@ class ModelCard:
         """Raise :class:`ModelCardError` naming the file unless every model file the card
         lists is in ``folder`` with the SHA-256 the card records."""
         folder = Path(folder)
+        card = folder / CARD_FILE
+        if "model" not in self.files:
+            raise ModelCardError(f"{card}: model card field 'files' names no 'model' file")
         for role, name in self.files.items():
             path = folder / name
             if Path(name).name != name or name in ("", ".", ".."):
                 raise ModelCardError(
-                    f"model card field 'files.{role}': {name!r} is not a file name"
+                    f"{card}: model card field 'files.{role}': {name!r} is not a file name"
                 )
             expected = self.sha256.get(role)
             if expected is None:
-                raise ModelCardError(f"model card lists {name} but records no sha256 for {role!r}")
+                raise ModelCardError(f"{card}: model card field 'sha256' has no {role!r} entry")
             if not path.is_file():
                 raise ModelCardError(f"{path}: the model file the card lists is missing")
             if file_sha256(path) != expected:
                 raise ModelCardError(
                     f"{path}: content hash mismatch: damaged or modified (its SHA-256 is not "
-                    "the one its model card records); export it again"
+                    f"the one {card} records); export it again"
                 )
 
 
@@ -343,7 +346,7 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             raise ModelCardError(f"model card field {where!r}: expected an object, got {value!r}")
         try:
             return ArchConfig(value)
-        except TypeError as problem:
+        except (TypeError, ValueError) as problem:
             raise ModelCardError(f"model card field {where!r}: {problem}") from None
     if origin is tuple:
         if not isinstance(value, list):

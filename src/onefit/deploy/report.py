@@ -74,7 +74,10 @@ def _read_exports(
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number (an integer of any size is one; a bool is not)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:

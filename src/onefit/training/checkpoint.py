@@ -157,9 +157,13 @@ def _check_structure(path: Path, state: Any, required: Mapping[str, tuple[type, 
                 )
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
 def _plain(value: Any) -> Any:
     """Tuples as lists (JSON's view), so recorded and given arguments compare as written."""
-    return json.loads(json.dumps(value, default=repr))
+    return json.loads(json.dumps(value, default=repr), parse_constant=float)
 
 
 def load_checkpoint(
@@ -301,7 +305,7 @@ def load_supernet(
     else:
         try:
             net = rebuild_supernet(saved)
-        except (UserError, KeyError, TypeError, ValueError, RuntimeError, ImportError) as error:
+        except Exception as error:  # the file says how to build it: any failure is the file's
             raise CheckpointError(f"{path}: cannot rebuild its supernet ({error})") from None
     load_weights(net, state["model"], path)
     return net.to(map_location).eval()
@@ -311,10 +315,13 @@ def _differences(recorded: Any, given: Mapping[str, Any], label: str) -> str:
     """The constructor arguments that differ, "key: checkpoint X, <label> Y; ...", or ""."""
     saved = _plain(dict(recorded)) if isinstance(recorded, Mapping) else {}
     other = _plain(dict(given))
-    differ = sorted(
-        k for k in set(saved) | set(other)
-        if k not in INIT_ONLY_KWARGS and saved.get(k) != other.get(k)
-    )  # fmt: skip
+    unset = object()
+
+    def same(key: str) -> bool:  # as JSON writes them: 1, 1.0 and true are not the same
+        a, b = saved.get(key, unset), other.get(key, unset)
+        return a is not unset and b is not unset and _json(a) == _json(b)
+
+    differ = sorted(k for k in set(saved) | set(other) if k not in INIT_ONLY_KWARGS and not same(k))
     shown = "; ".join(
         f"{k}: checkpoint {saved.get(k, '(unset)')!r}, {label} {other.get(k, '(unset)')!r}"
         for k in differ[:4]
