@@ -424,6 +424,9 @@ def _write_export(
         checks=Checks(tolerance=TOLERANCE, **checks),
     )
     card.save(folder / CARD_FILE)
+    for extra in folder.iterdir():  # what a tool left beside the model (ONNX Runtime's)
+        if extra.name not in {*files.values(), CARD_FILE}:
+            shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
     _publish(folder, target)
     return ExportResult(target, target / path.name, card)
 
