@@ -239,3 +239,18 @@ def test_a_copied_export_and_a_damaged_model_file_are_not_listed(tmp_path: Path)
     (run / "exports" / "mine" / "model.onnx").write_bytes(b"an onnx modeL")
     page = write_report(run).read_text()
     assert "content hash mismatch" in page and "mine/model.onnx" in page
+
+
+def test_cleaners_remove_only_work_folders_no_export_is_writing(tmp_path: Path) -> None:
+    from onefit.deploy.export import _hold, clean_stale_exports
+
+    busy, dead = tmp_path / ".a.export-work-1", tmp_path / ".b.export-work-2"
+    busy.mkdir()
+    dead.mkdir()
+    lock = _hold(busy / ".lock")  # an export writing now
+    (dead / ".lock").touch()  # one killed: its lock died with it
+    (tmp_path / "a").mkdir()  # a published export is never touched
+    assert clean_stale_exports(tmp_path) == [dead]
+    assert busy.exists() and (tmp_path / "a").exists()
+    lock.close()
+    assert clean_stale_exports(tmp_path, "a") == [busy]

@@ -37,10 +37,15 @@ import re
 import shutil
 import tempfile
 import uuid
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; cleaners remove every work folder
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -312,6 +317,7 @@ def export(
     # target only once model and card are complete (see _publish).
     clean_stale_exports(target.parent, target.name)
     folder = Path(tempfile.mkdtemp(prefix=f".{target.name}{_WORK}", dir=target.parent))
+    lock = _hold(folder / _LOCK)  # tells cleaners this work folder is in use
     try:
         return _write_export(
             net, config, label, format, int8, data, task, model, difference, folder, target,
@@ -319,6 +325,7 @@ def export(
         )  # fmt: skip
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # gone once published; left by a failure
+        lock.close()
 
 
 def _write_export(
@@ -425,7 +432,7 @@ def _write_export(
     )
     card.save(folder / CARD_FILE)
     for extra in folder.iterdir():  # what a tool left beside the model (ONNX Runtime's)
-        if extra.name not in {*files.values(), CARD_FILE}:
+        if extra.name not in {*files.values(), CARD_FILE, _LOCK}:
             shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
     _publish(folder, target)
     return ExportResult(target, target / path.name, card)
@@ -435,6 +442,7 @@ def _write_export(
 # ".<name>.export-old-<random>" for the previous export while it is replaced.
 _WORK = ".export-work-"
 _OLD = ".export-old-"
+_LOCK = ".lock"
 # What an export folder holds; a target folder with anything else is not replaced.
 _EXPORT_FILES = {*FILE_NAMES.values(), "model_int8.onnx", CARD_FILE}
 
@@ -464,9 +472,35 @@ def clean_stale_exports(parent: str | Path, name: str | None = None) -> list[Pat
     for path in parent.iterdir():
         stale = path.name.startswith(".") and (_WORK in path.name or _OLD in path.name)
         if stale and path.is_dir() and (name is None or path.name.startswith(f".{name}.")):
+            if _in_use(path / _LOCK):
+                continue  # an export writing now (its lock is released when it dies)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+def _hold(path: Path) -> IO[bytes]:
+    """Create ``path`` and hold an exclusive lock on it for as long as it stays open."""
+    file = open(path, "wb")  # noqa: SIM115 (closed by the caller)
+    if fcntl is not None:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return file
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a living process holds the lock at ``path`` (see :func:`_hold`)."""
+    if fcntl is None:
+        return False
+    try:
+        with open(path, "rb") as file:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+    except OSError:  # no lock file: not an export in progress
+        return False
+    return False
 
 
 def _fsync(path: Path) -> None:
@@ -481,6 +515,7 @@ def _publish(work: Path, target: Path) -> None:
     at any moment leaves at ``target`` the previous complete export, the new complete
     one, or nothing (and work folders that readers ignore and the next export removes).
     """
+    (work / _LOCK).unlink(missing_ok=True)  # still held (by its descriptor) until the end
     fsync_dir(work)
     old = None
     if target.exists():

@@ -243,14 +243,14 @@ def load_weights(
             problems.append(f"{len(items)} {label} ({', '.join(items[:3])}{more})")
     if problems:
         raise CheckpointError(
-            f"{where}: weights do not fit this supernet: {'; '.join(problems)} (saved vs built); "
+            f"{where} does not fit this supernet: {'; '.join(problems)} (saved vs built); "
             "build the supernet with the arguments the weights were trained with"
         )
     try:
         net.load_state_dict(weights, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{where}: weights do not fit this supernet: {first}") from None
+        raise CheckpointError(f"{where} does not fit this supernet: {first}") from None
 
 
 def load_supernet(
