@@ -53,7 +53,10 @@ def test_truncated_and_foreign_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a readable onefit checkpoint"):
         load_checkpoint(path)
     torch.save({"just": "a dict"}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a onefit checkpoint"):
+    with pytest.raises(CheckpointError, match="no content hash trailer"):
+        load_checkpoint(tmp_path / "other.pt")
+    save_checkpoint({"just": "a dict"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="checkpoint has no 'model' entry"):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         load_checkpoint(tmp_path / "missing.pt")

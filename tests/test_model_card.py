@@ -9,6 +9,7 @@ equal: exactly for counts and accuracies, within a stated factor for latency.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 import time
@@ -37,6 +38,7 @@ from onefit.deploy.card import (
 from onefit.deploy.export import TOLERANCE
 from onefit.metrics import measure_latency
 from onefit.metrics.device import DeviceProfile
+from onefit.rundir import RunDir
 from onefit.search.supernet import CALIBRATION_BATCH, batches, run_data
 from onefit.supernets import rebuild_supernet
 from onefit.training import resize
@@ -138,6 +140,8 @@ def test_the_file_holds_the_returned_card_and_names_its_files(exported, fmt):
     assert ("model_int8" in card.files) == (fmt == "onnx")
     assert card.pick == "config" and card.config == exported["config"]
     assert card.source_run == str(exported["run"].resolve())
+    assert card.source_run_id == RunDir(exported["run"]).run_id()
+    card.verify_files(result.folder)  # every model file has the SHA-256 the card records
     created = datetime.datetime.fromisoformat(card.created)
     assert exported["started"] <= created <= datetime.datetime.now(datetime.timezone.utc)
 
@@ -346,6 +350,8 @@ def example_card(**changes: Any) -> ModelCard:
         "pick": "knee",
         "format": "onnx",
         "files": {"model": "model.onnx", "model_int8": "model_int8.onnx"},
+        "sha256": {"model": "0" * 64, "model_int8": "1" * 64},
+        "source_run_id": "0123abcd",
         "supernet": {"name": "mobilenetv3", "kwargs": {"depths": [1, 2]}},
         "config": onefit.ArchConfig({"d.0": 2, "r": 8}),
         "input": InputSpec(
@@ -426,6 +432,8 @@ def test_a_complete_card_round_trips_and_matches_the_schema(tmp_path):
     sparse = example_card(
         latency_int8=None,
         files={"model": "model.pt"},
+        sha256={"model": "2" * 64},
+        source_run_id=None,
         format="pt",
         evaluation=Evaluation(split="validation", samples=10, fp32=0.9),
         checks=Checks(tolerance=1e-4, max_abs_diff_vs_supernet=0.0),
@@ -445,7 +453,7 @@ def test_the_schema_refuses_what_the_loader_refuses():
     document = example_card().to_dict()
     for damaged in (
         {k: v for k, v in document.items() if k != "macs"},
-        document | {"schema": "onefit-model-card/3"},
+        document | {"schema": "onefit-model-card/4"},
         document | {"extra": 1},
         document | {"evaluation": document["evaluation"] | {"fp32": "high"}},
     ):
@@ -483,8 +491,8 @@ def _without(document: dict[str, Any], dotted: str) -> dict[str, Any]:
         (lambda d: d | {"latency_int8": 3}, "field 'latency_int8': expected an object, got 3"),
         (lambda d: d | {"notes": "hi"}, "unknown field 'notes'"),
         (
-            lambda d: d | {"schema": "onefit-model-card/3"},
-            f"schema is 'onefit-model-card/3'; onefit {__version__} reads 'onefit-model-card/2'",
+            lambda d: d | {"schema": "onefit-model-card/2"},
+            f"schema is 'onefit-model-card/2'; onefit {__version__} reads 'onefit-model-card/3'",
         ),
         (lambda d: _without(d, "schema"), "no 'schema' field"),
         (lambda d: [d], "a model card is a JSON object, got list"),
@@ -521,7 +529,14 @@ def test_the_report_shows_readable_cards_and_names_the_others(tmp_path):
     (run / "exports" / "good").mkdir(parents=True)
     (run / "exports" / "old").mkdir()
     (run / "config.json").write_text(json.dumps({"supernet": "mobilenetv3"}))
-    example_card(pick="knee-of-the-front").save(run / "exports" / "good" / "model_card.json")
+    model = run / "exports" / "good" / "model.onnx"
+    model.write_bytes(b"a model")
+    card = example_card(
+        pick="knee-of-the-front",
+        files={"model": "model.onnx"},
+        sha256={"model": hashlib.sha256(b"a model").hexdigest()},
+    )
+    card.save(run / "exports" / "good" / "model_card.json")
     (run / "exports" / "old" / "model_card.json").write_text(json.dumps({"accuracy": {}}))
     page = write_report(run).read_text()
     assert "knee-of-the-front" in page and "exports/good" in page

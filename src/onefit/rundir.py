@@ -37,13 +37,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
 from onefit.errors import UserError
-from onefit.files import write_json_atomic
+from onefit.files import fsync_dir, write_json_atomic
 
 DEFAULT_SEARCH = "search"
 STORE_FILE = "results.db"
@@ -52,6 +54,28 @@ RUN_FORMAT = "onefit-run/1"
 
 class RunDirError(UserError):
     """The folder is not a training run, or has no search of the name asked for."""
+
+
+def _create_once(path: Path, data: object) -> None:
+    """Write ``path`` complete or not at all, unless it exists: the JSON goes to a unique
+    fsynced temporary file that is hard-linked as ``path`` (the link fails if another
+    process made it first, and a crash never leaves half a file), then unlinked."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(data, file)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # of two processes asking at once, one writes; both read
+            return
+        except OSError:  # a file system without hard links: exclusive create instead
+            with contextlib.suppress(FileExistsError), open(path, "x", encoding="utf-8") as file:
+                json.dump(data, file)
+        fsync_dir(path.parent)
+    finally:
+        os.unlink(tmp)
 
 
 class RunDir:
@@ -95,11 +119,7 @@ class RunDir:
         path = self.identity_file
         if not path.exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            try:  # O_EXCL: of two processes asking at once, one writes and both read it
-                with open(path, "x", encoding="utf-8") as file:
-                    json.dump({"format": RUN_FORMAT, "run_id": uuid.uuid4().hex}, file)
-            except FileExistsError:
-                pass
+            _create_once(path, {"format": RUN_FORMAT, "run_id": uuid.uuid4().hex})
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -200,8 +220,10 @@ class RunDir:
         return self.exports_dir / slug
 
     def model_cards(self) -> list[Path]:
-        """Every export's ``model_card.json``, sorted by folder."""
-        return sorted(self.exports_dir.glob("*/model_card.json"))
+        """Every export's ``model_card.json``, sorted by folder; never one in a hidden
+        folder (the work folders of an export being written or interrupted)."""
+        cards = self.exports_dir.glob("*/model_card.json")
+        return sorted(p for p in cards if not p.parent.name.startswith("."))
 
     @property
     def report_dir(self) -> Path:

@@ -9,16 +9,18 @@ needed to use the model: the input shape and preprocessing, the class names, the
 config and the supernet it was cut from.
 
 The file is :meth:`ModelCard.to_dict` as JSON. It is marked ``"schema":
-"onefit-model-card/2"`` (:data:`SCHEMA`), and ``schemas/model_card.schema.json`` in the
+"onefit-model-card/3"`` (:data:`SCHEMA`), and ``schemas/model_card.schema.json`` in the
 repository describes it for readers without onefit. :meth:`ModelCard.load` checks the
 schema version and every field's presence and type, and raises :class:`ModelCardError`
-naming the field for a damaged file or one of another version.
+naming the field for a damaged file or one of another version. :func:`read_export`
+also checks each model file against the SHA-256 the card records, so a torn or edited
+model is never listed or loaded as the card's.
 
 Example:
     >>> import os, tempfile
     >>> card = ModelCard(
     ...     onefit_version="0.1.0", created="2025-01-01T00:00:00+00:00", source_run="runs/demo",
-    ...     pick="smallest", format="pt", files={"model": "model.pt"},
+    ...     pick="smallest", format="pt", files={"model": "model.pt"}, sha256={"model": "0" * 64},
     ...     supernet={"name": "mobilenetv3", "kwargs": {}}, config=ArchConfig({"r": 8}),
     ...     input=InputSpec(shape=(1, 1, 8, 8), preprocessing=Preprocessing(
     ...         resize_to=(8, 8), divide_by=1.0, mean=(0.3,), std=(0.4,))),
@@ -31,7 +33,7 @@ Example:
     >>> card.save(path)
     >>> loaded = ModelCard.load(path)
     >>> loaded == card, loaded.schema, loaded.evaluation.metric, loaded.evaluation.figures()
-    (True, 'onefit-model-card/2', 'accuracy', {'fp32': 0.9})
+    (True, 'onefit-model-card/3', 'accuracy', {'fp32': 0.9})
     >>> ModelCard.from_dict({**card.to_dict(), "macs": "many"})
     Traceback (most recent call last):
     ...
@@ -40,7 +42,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -57,11 +61,14 @@ from onefit.version import __version__
 #: Bumped whenever a field is added, removed, renamed or changes meaning.
 # 2: preprocessing records the training recipe, the evaluation transform and where the
 # statistics came from.
-SCHEMA_VERSION = 2
+# 3: the SHA-256 of every model file (``sha256``) and the source run's id.
+SCHEMA_VERSION = 3
 #: The value of a card's ``schema`` field.
 SCHEMA = f"onefit-model-card/{SCHEMA_VERSION}"
 #: How raw pixels become the model's input (the fields of :class:`Preprocessing`).
 FORMULA = "(pixels / divide_by - mean) / std, per channel"
+#: The card's file name in an export folder.
+CARD_FILE = "model_card.json"
 
 
 class ModelCardError(UserError):
@@ -172,6 +179,8 @@ class ModelCard:
     pick: str  # the pick that chose the config ("knee", "latency_ms <= 5", "config"...)
     format: str  # the export format: "pt", "torchscript" or "onnx"
     files: dict[str, str]  # role ("model", "model_int8") -> file name in the card's folder
+    sha256: dict[str, str]  # role -> SHA-256 (hex) of that file, checked by verify_files
+    source_run_id: str | None = None  # the source run's id (RunDir.run_id), when it had one
     supernet: dict[str, Any]  # the supernet's spec (rebuilds it: rebuild_supernet)
     config: ArchConfig  # the exported sub-network
     input: InputSpec
@@ -222,15 +231,60 @@ class ModelCard:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
         except FileNotFoundError:
             raise ModelCardError(f"no model card at {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as problem:
             raise ModelCardError(f"{path} is not a model card (JSON expected): {problem}") from None
         try:
             return cls.from_dict(data)
         except ModelCardError as problem:
             raise ModelCardError(f"{path}: {problem}") from None
+
+    def verify_files(self, folder: str | Path) -> None:
+        """Raise :class:`ModelCardError` naming the file unless every model file the card
+        lists is in ``folder`` with the SHA-256 the card records."""
+        folder = Path(folder)
+        card = folder / CARD_FILE
+        if "model" not in self.files:
+            raise ModelCardError(f"{card}: model card field 'files' names no 'model' file")
+        for role, name in self.files.items():
+            path = folder / name
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise ModelCardError(
+                    f"{card}: model card field 'files.{role}': {name!r} is not a file name"
+                )
+            expected = self.sha256.get(role)
+            if expected is None:
+                raise ModelCardError(f"{card}: model card field 'sha256' has no {role!r} entry")
+            if not path.is_file():
+                raise ModelCardError(f"{path}: the model file the card lists is missing")
+            if file_sha256(path) != expected:
+                raise ModelCardError(
+                    f"{path}: content hash mismatch: damaged or modified (its SHA-256 is not "
+                    f"the one {card} records); export it again"
+                )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not standard JSON (a card's figures are finite numbers)")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 (hex) of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_export(folder: str | Path) -> ModelCard:
+    """The model card of the export in ``folder``, its model files verified (see
+    :meth:`ModelCard.verify_files`); a :class:`ModelCardError` naming the file otherwise."""
+    card = ModelCard.load(Path(folder) / CARD_FILE)
+    card.verify_files(folder)
+    return card
 
 
 def _plain(value: Any) -> Any:
@@ -292,7 +346,7 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             raise ModelCardError(f"model card field {where!r}: expected an object, got {value!r}")
         try:
             return ArchConfig(value)
-        except TypeError as problem:
+        except (TypeError, ValueError) as problem:
             raise ModelCardError(f"model card field {where!r}: {problem}") from None
     if origin is tuple:
         if not isinstance(value, list):
@@ -313,6 +367,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         valid = isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if hint is float and isinstance(value, float) and not math.isfinite(value):
+            raise ModelCardError(
+                f"model card field {where!r}: expected a finite number, got {value!r}"
+            )
         if not valid:
             raise ModelCardError(
                 f"model card field {where!r}: expected {_KINDS[hint]}, got {value!r}"
@@ -322,6 +380,7 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
 
 
 __all__ = [
+    "CARD_FILE",
     "FORMULA",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -332,4 +391,6 @@ __all__ = [
     "ModelCard",
     "ModelCardError",
     "Preprocessing",
+    "file_sha256",
+    "read_export",
 ]

@@ -32,11 +32,20 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import re
+import shutil
+import tempfile
+import uuid
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; cleaners remove every work folder
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -44,15 +53,18 @@ from torch import nn
 
 from onefit.data import DataSplits
 from onefit.deploy.card import (
+    CARD_FILE,
     Checks,
     Evaluation,
     InputSpec,
     Latency,
     ModelCard,
     Preprocessing,
+    file_sha256,
 )
 from onefit.deploy.picks import NAMED_PICKS, SearchRecord, load_search, pick
 from onefit.errors import OnefitError, UserError
+from onefit.files import fsync_dir
 from onefit.metrics.device import DeviceProfile
 from onefit.metrics.latency import (
     LatencyResult,
@@ -146,14 +158,39 @@ def prepare_model(
 
 
 def load_exported(path: str | Path) -> nn.Module:
-    """Rebuild a model saved with ``format="pt"`` (needs onefit; TorchScript/ONNX do not)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Rebuild a model saved with ``format="pt"`` (needs onefit; TorchScript/ONNX do not).
+
+    Read with ``torch.load(weights_only=True)`` (never runs code). When the export's
+    ``model_card.json`` is beside it, the file's SHA-256 must be the card's: a damaged or
+    edited model is a :class:`~onefit.deploy.card.ModelCardError` naming the file.
+    """
+    path = Path(path)
+    card_path = path.parent / CARD_FILE
+    if card_path.is_file():
+        card = ModelCard.load(card_path)
+        if path.name in card.files.values():
+            card.verify_files(path.parent)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such exported model file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors of many kinds: one clear message
+        raise ExportError(
+            f"{path} is not a onefit export ({EXPORT_FORMAT}): cannot read it "
+            f"({type(error).__name__})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path} is not a onefit export ({EXPORT_FORMAT})")
-    spec = state["supernet"]
-    net = rebuild_supernet(spec)
-    model = net.extract(ArchConfig.from_json(state["config"]))
-    model.load_state_dict(state["state_dict"], strict=True)
+    for key, kind in (("supernet", dict), ("config", str), ("state_dict", dict)):
+        if not isinstance(state.get(key), kind):
+            raise ExportError(f"{path}: onefit export has no {key!r} entry ({kind.__name__})")
+    try:
+        net = rebuild_supernet(state["supernet"])
+        model = net.extract(ArchConfig.from_json(state["config"]))
+        model.load_state_dict(state["state_dict"], strict=True)
+    except (UserError, KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ExportError(f"{path}: cannot rebuild the exported model ({first})") from None
     return model.eval()
 
 
@@ -271,12 +308,35 @@ def export(
     config = net.space.validate(raw_config)
     data = data if data is not None else run_data(run_dir)
     task = run_task(run_dir)
+    run_id = RunDir(run_dir).run_id()
+    target = Path(out) if out else RunDir(run_dir).export_dir(f"{_slug(label, config)}-{format}")
+    _check_replaceable(target)
     model, difference = prepare_model(net, config, data, bn_batches)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a fresh folder beside the target, which replaces the
+    # target only once model and card are complete (see _publish).
+    clean_stale_exports(target.parent, target.name)
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}{_WORK}", dir=target.parent))
+    lock = _hold(folder / _LOCK)  # tells cleaners this work folder is in use
+    try:
+        return _write_export(
+            net, config, label, format, int8, data, task, model, difference, folder, target,
+            run_dir, run_id, threads, latency_repeats, calibration_batches,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # gone once published; left by a failure
+        lock.close()
+
+
+def _write_export(
+    net: Supernet, config: ArchConfig, label: str, format: str, int8: bool,
+    data: DataSplits, task: Task, model: nn.Module, difference: float, folder: Path,
+    target: Path, run_dir: Path, run_id: str, threads: int, latency_repeats: int,
+    calibration_batches: int,
+) -> ExportResult:  # fmt: skip
+    """Write the export into ``folder`` (a fresh work folder), then publish it as ``target``."""
     resolution = int(config["r"])
     shape = net.input_shape(config)
-    folder = Path(out) if out else RunDir(run_dir).export_dir(f"{_slug(label, config)}-{format}")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model_int8.onnx").unlink(missing_ok=True)  # never leave a stale INT8 model
     path = folder / FILE_NAMES[format]
     x_val, y_val = data.val_tensors()
     val = batches(x_val, y_val, CALIBRATION_BATCH)
@@ -335,6 +395,8 @@ def export(
             int8_latency = _onnx_latency(int8_path, shape, threads, latency_repeats)
 
     cost = net.cost(config)
+    for name in files.values():
+        _fsync(folder / name)
     card = ModelCard(
         onefit_version=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -342,6 +404,8 @@ def export(
         pick=label,
         format=format,
         files=files,
+        sha256={role: file_sha256(folder / name) for role, name in files.items()},
+        source_run_id=run_id,
         # As JSON reads it back (tuples become lists), so a loaded card equals this one.
         supernet=json.loads(json.dumps(net.spec)),
         config=config,
@@ -366,8 +430,101 @@ def export(
         latency_int8=Latency.from_result(int8_latency) if int8_latency is not None else None,
         checks=Checks(tolerance=TOLERANCE, **checks),
     )
-    card.save(folder / "model_card.json")
-    return ExportResult(folder, path, card)
+    card.save(folder / CARD_FILE)
+    for extra in folder.iterdir():  # what a tool left beside the model (ONNX Runtime's)
+        if extra.name not in {*files.values(), CARD_FILE, _LOCK}:
+            shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+    _publish(folder, target)
+    return ExportResult(target, target / path.name, card)
+
+
+# Work folders beside an export: ".<name>.export-work-<random>" while it is written,
+# ".<name>.export-old-<random>" for the previous export while it is replaced.
+_WORK = ".export-work-"
+_OLD = ".export-old-"
+_LOCK = ".lock"
+# What an export folder holds; a target folder with anything else is not replaced.
+_EXPORT_FILES = {*FILE_NAMES.values(), "model_int8.onnx", CARD_FILE}
+
+
+def _check_replaceable(target: Path) -> None:
+    """An ExportError unless ``target`` is absent, empty or an export folder (never
+    replace a folder of the user's other files)."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ExportError(f"{target} exists and is not a folder; choose another --out")
+    others = sorted(p.name for p in target.iterdir() if p.name not in _EXPORT_FILES)
+    if others:
+        raise ExportError(
+            f"{target} is not an export folder (it holds {others[:3]}); an export replaces "
+            "its folder: choose a new or empty --out"
+        )
+
+
+def clean_stale_exports(parent: str | Path, name: str | None = None) -> list[Path]:
+    """Remove the work folders an interrupted export left in ``parent`` (only those of
+    export ``name`` when given); returns what was removed. Readers never list them."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    removed = []
+    for path in parent.iterdir():
+        stale = path.name.startswith(".") and (_WORK in path.name or _OLD in path.name)
+        if stale and path.is_dir() and (name is None or path.name.startswith(f".{name}.")):
+            if _in_use(path / _LOCK):
+                continue  # an export writing now (its lock is released when it dies)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _hold(path: Path) -> IO[bytes]:
+    """Create ``path`` and hold an exclusive lock on it for as long as it stays open."""
+    file = open(path, "wb")  # noqa: SIM115 (closed by the caller)
+    if fcntl is not None:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return file
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a living process holds the lock at ``path`` (see :func:`_hold`)."""
+    if fcntl is None:
+        return False
+    try:
+        with open(path, "rb") as file:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+    except OSError:  # no lock file: not an export in progress
+        return False
+    return False
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+def _publish(work: Path, target: Path) -> None:
+    """Rename the complete export ``work`` into place as ``target``.
+
+    The previous export, if any, is first renamed aside, then removed: a process killed
+    at any moment leaves at ``target`` the previous complete export, the new complete
+    one, or nothing (and work folders that readers ignore and the next export removes).
+    """
+    (work / _LOCK).unlink(missing_ok=True)  # still held (by its descriptor) until the end
+    fsync_dir(work)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}{_OLD}{uuid.uuid4().hex[:8]}")
+        os.rename(target, old)
+    os.rename(work, target)
+    fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["FORMATS", "NAMED_PICKS", "ExportError", "ExportResult", "export", "load_exported"]

@@ -11,15 +11,16 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from onefit.deploy.card import ModelCard, ModelCardError
-from onefit.deploy.picks import COST_METRICS, PickError, SearchRecord, load_search
+from onefit.deploy.card import ModelCard, ModelCardError, read_export
+from onefit.deploy.export import clean_stale_exports
+from onefit.deploy.picks import COST_METRICS, SearchRecord, load_search
 from onefit.errors import UserError
-from onefit.rundir import DEFAULT_SEARCH, RunDir
-from onefit.search.store import StoreError
+from onefit.rundir import DEFAULT_SEARCH, RunDir, RunDirError
 from onefit.search.supernet import run_task
 
 COSTS = COST_METRICS
@@ -33,6 +34,11 @@ LABELS = {
 }
 
 
+def _text(value: Any) -> str:
+    """``value`` as matplotlib draws it literally ("$" starts math text otherwise)."""
+    return str(value).replace("$", r"\$")
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -42,22 +48,92 @@ def _pyplot() -> Any:
     return plt
 
 
-def _read_exports(run_dir: Path) -> tuple[dict[str, ModelCard], list[str]]:
-    """The run's model cards by folder (relative to the run), and why others were skipped."""
+def _read_exports(
+    run_dir: Path, run_id: str | None = None
+) -> tuple[dict[str, ModelCard], list[str]]:
+    """The run's model cards by folder (relative to the run), each with its model files
+    verified against the card's SHA-256, and why others were skipped (a damaged card or
+    model file, an export of another run). Work folders an interrupted export left are
+    removed first."""
+    clean_stale_exports(RunDir(run_dir).exports_dir)
     cards, skipped = {}, []
     for path in RunDir(run_dir).model_cards():
         try:
-            cards[str(path.parent.relative_to(run_dir))] = ModelCard.load(path)
+            card = read_export(path.parent)
         except ModelCardError as error:  # one stale or damaged card must not stop the page
             skipped.append(str(error))
+            continue
+        if run_id is not None and card.source_run_id not in (None, run_id):
+            skipped.append(
+                f"{path}: exported from another run (run id {card.source_run_id}, this run "
+                f"{run_id}); it was copied here from elsewhere"
+            )
+            continue
+        cards[str(path.parent.relative_to(run_dir))] = card
     return cards, skipped
 
 
-def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = RunDir(run_dir).metrics_file
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _number(value: Any) -> bool:
+    """A finite JSON number (an integer of any size is one; a bool is not)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a ``metrics.jsonl`` the report can plot, and one warning per row it
+    cannot (naming the file and the line): a line that is not a JSON object, an
+    ``epoch`` that is not a non-negative integer, a ``train_loss`` that is missing or
+    not a finite number, a ``val_*`` figure that is not a finite number. Those rows are
+    left out of the curves, and the report shows the warnings.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "metrics.jsonl")
+        >>> _ = open(path, "w").write('{"epoch": 1, "train_loss": 0.5}\\n{"epoch": 2}\\n')
+        >>> rows, warnings = read_metrics(path)
+        >>> len(rows), warnings[0].endswith("line 2: no 'train_loss' (a finite number)")
+        (1, True)
+    """
+    path = Path(path)
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], []
+    except (OSError, UnicodeDecodeError) as error:
+        return [], [f"{path}: cannot be read as UTF-8 text ({error})"]
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            row = json.loads(line, parse_constant=lambda name: float("nan"))
+        except (ValueError, RecursionError) as error:
+            warnings.append(f"{where}: not JSON ({error})")
+            continue
+        if not isinstance(row, dict):
+            warnings.append(f"{where}: not a JSON object of metrics")
+            continue
+        epoch = row.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            warnings.append(f"{where}: 'epoch' is {epoch!r}, a non-negative integer expected")
+            continue
+        if "train_loss" not in row:
+            warnings.append(f"{where}: no 'train_loss' (a finite number)")
+            continue
+        if not _number(row["train_loss"]):
+            loss = row["train_loss"]
+            warnings.append(f"{where}: 'train_loss' is {loss!r}, a finite number expected")
+            continue
+        bad = [k for k, v in row.items() if str(k).startswith("val_") and not (
+            v is None or _number(v))]  # fmt: skip
+        if bad:
+            warnings.append(f"{where}: {bad[0]!r} is {row[bad[0]]!r}, a finite number expected")
+            continue
+        rows.append(row)
+    return rows, warnings
 
 
 def pareto_figure(
@@ -100,14 +176,14 @@ def pareto_figure(
                 zorder=5,
             )
             axes.annotate(
-                card.pick,
+                _text(card.pick),
                 (match.metrics[cost], match.metrics[quality]),
                 textcoords="offset points",
                 xytext=(6, -12),
                 fontsize=8,
             )
-    axes.set_xlabel(LABELS.get(cost, cost))
-    axes.set_ylabel(LABELS.get(quality, f"validation {quality}"))
+    axes.set_xlabel(_text(LABELS.get(cost, cost)))
+    axes.set_ylabel(_text(LABELS.get(quality, f"validation {quality}")))
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
     figure.tight_layout()
@@ -123,18 +199,19 @@ def training_figure(
     plt = _pyplot()
     epochs = [m["epoch"] for m in metrics]
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
-    left.plot(epochs, [m["train_loss"] for m in metrics], "o-", label=strategy)
+    left.plot(epochs, [m["train_loss"] for m in metrics], "o-", label=_text(strategy))
     left.set_xlabel("epoch")
     left.set_ylabel("training loss (sum over sub-networks)")
     suffix = f"_{metric}"
     for key in sorted(k for k in metrics[-1] if k.startswith("val_") and k.endswith(suffix)):
-        right.plot(epochs, [m.get(key) for m in metrics], "o-", label=key[4 : -len(suffix)])
+        values = [m.get(key) for m in metrics]
+        right.plot(epochs, values, "o-", label=_text(key[4 : -len(suffix)]))
     right.set_xlabel("epoch")
-    right.set_ylabel(f"validation {metric}")
+    right.set_ylabel(_text(f"validation {metric}"))
     for axes in (left, right):
         axes.grid(alpha=0.3)
         axes.legend()
-    figure.suptitle(f"training ({strategy})")
+    figure.suptitle(_text(f"training ({strategy})"))
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -193,24 +270,36 @@ def write_report(
     folder = Path(out) if out else paths.report_dir
     folder.mkdir(parents=True, exist_ok=True)
     settings = paths.settings()
-    exports, skipped = _read_exports(run_dir)
-    metrics = _read_metrics(run_dir)
+    run_id = paths.run_id() if paths.identity_file.exists() else None
+    exports, skipped = _read_exports(run_dir, run_id)
+    metrics, metric_warnings = read_metrics(paths.metrics_file)
+
+    def setting(name: str) -> str:
+        return html.escape(str(settings.get(name, "?")))
+
     sections = [
         f"<h1>onefit report: {html.escape(run_dir.name)}</h1>",
         f"<p>Run <code>{html.escape(str(run_dir.resolve()))}</code>: supernet "
-        f"<code>{html.escape(str(settings.get('supernet', '?')))}</code>, strategy "
-        f"<code>{html.escape(str(settings.get('strategy', '?')))}</code>, "
-        f"{settings.get('epochs', '?')} epochs on "
-        f"<code>{html.escape(str(settings.get('dataset', '?')))}</code>.</p>",
+        f"<code>{setting('supernet')}</code>, strategy <code>{setting('strategy')}</code>, "
+        f"{setting('epochs')} epochs on <code>{setting('dataset')}</code>.</p>",
     ]
-    unreadable = None
+    if run_id is not None:
+        sections.append(f"<p>Run id <code>{html.escape(run_id)}</code>.</p>")
+    record: SearchRecord | None = None
+    search_problem = None
     try:
-        record: SearchRecord | None = load_search(run_dir, search)
-    except PickError:  # no search of that name: nothing to show
-        record = None
-    except StoreError as error:  # a damaged or foreign store is shown, never "no results"
-        record, unreadable = None, str(error)
-    if record is not None and record.history:
+        paths.find_search(search)
+    except RunDirError:
+        pass  # no search yet
+    else:
+        try:
+            record = load_search(run_dir, search)
+        except UserError as error:  # a damaged or foreign store: said, not hidden
+            search_problem = str(error)
+    if search_problem is not None:
+        sections.append("<h2>Search results not shown</h2>")
+        sections.append(f"<p><code>{html.escape(search_problem)}</code></p>")
+    elif record is not None and record.history:
         quality = record.quality or "accuracy"
         sections.append("<h2>Pareto front</h2>")
         recorded = set().union(*(e.metrics for e in record.history if e.ok))
@@ -231,18 +320,25 @@ def write_report(
             f"{len(record.history)} evaluated, {failed} failed)</h2>"
         )
         sections.append(_table(["config", *shown], rows))
-    elif unreadable is not None:
-        sections.append(f"<p>Search results unreadable: {html.escape(unreadable)}</p>")
     else:
         sections.append("<p>No search results yet: run <code>onefit search</code>.</p>")
     if metrics:
         sections.append("<h2>Training</h2>")
         # The curves show the primary metric of the task the run trained for.
-        metric = run_task(run_dir).primary_metric
+        try:
+            metric = run_task(run_dir).primary_metric
+        except UserError as error:  # an unknown task in config.json: plot accuracy, say so
+            metric = "accuracy"
+            metric_warnings.append(f"{paths.config_file}: {error}; curves show accuracy")
         figure = training_figure(
             metrics, str(settings.get("strategy", "?")), folder / "training.png", metric
         )
         sections.append(_image(figure, "training curves"))
+    if metric_warnings:
+        sections.append("<h2>Training rows not shown</h2>")
+        sections.append(
+            "".join(f"<p><code>{html.escape(why)}</code></p>" for why in metric_warnings)
+        )
     if exports:
         rows = [
             [

@@ -37,14 +37,21 @@ from onefit.data.loader import (
 from onefit.data.prepare import training_view
 from onefit.data.splits import Samples, calibration_indices
 from onefit.errors import OnefitError, UnknownNameError, UserError, UserTypeError
-from onefit.files import read_state_dict
+from onefit.files import read_state_dict, write_json_atomic
 from onefit.rundir import RunDir
 from onefit.space import ArchConfig
 from onefit.supernets import Supernet, create_supernet, list_supernets
 from onefit.tasks import Task, create_task
 from onefit.training import distributed
 from onefit.training.bn import resize
-from onefit.training.checkpoint import load_checkpoint, save_checkpoint
+from onefit.training.checkpoint import (
+    RESUME_KEYS,
+    CheckpointError,
+    is_checkpoint_file,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from onefit.training.config import TrainConfig
 from onefit.training.evaluate import evaluate_config
 from onefit.training.progress import TrainProgress
@@ -317,25 +324,31 @@ class Trainer:
             path,
             supernet=self.supernet_name,
             space=self.net.space.to_dict(),
+            kwargs=self.supernet_kwargs,
             map_location=self.device,
+            required=RESUME_KEYS,
         )
-        if state["scheduler"]["total_steps"] != self.total_steps:
+        planned = state["scheduler"].get("total_steps")
+        if planned != self.total_steps:
             raise UserError(
-                f"{path}: checkpoint planned {state['scheduler']['total_steps']} steps, this run "
+                f"{path}: checkpoint planned {planned} steps, this run "
                 f"{self.total_steps}; resume with the same epochs, batch size and data"
             )
+        load_weights(self.net, state["model"], path)
         try:
-            self.net.load_state_dict(state["model"], strict=True)
-        except RuntimeError as error:
-            raise UserError(f"{path}: weights do not fit this supernet: {error}") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.strategy.load_state_dict(state["strategy"])
-        if state["teacher"] is not None:
-            self.teacher = self._frozen_copy()
-            self.teacher.load_state_dict(state["teacher"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        self.step = int(state["step"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.strategy.load_state_dict(state["strategy"])
+            if state["teacher"] is not None:
+                self.teacher = self._frozen_copy()
+                self.teacher.load_state_dict(state["teacher"])
+            torch.set_rng_state(state["rng"]["torch"].cpu())
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CheckpointError(
+                f"{path}: cannot resume from this checkpoint ({type(error).__name__}: {first})"
+            ) from None
+        self.step = state["step"]
         self.history = list(state["history"])
         self.epoch_losses = list(state["epoch_losses"])
 
@@ -528,7 +541,7 @@ class Trainer:
             self.restore(self.checkpoint_path)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.paths.config_file.write_text(json.dumps(self.resolved(), indent=2))
+            write_json_atomic(self.paths.config_file, self.resolved(), indent=2)
         limit = (
             self.total_steps
             if stop_after_steps is None
@@ -757,12 +770,13 @@ def check_supernet_instance(net: object, config: TrainConfig) -> None:
 
 
 def _load_initial_weights(net: Supernet, path: str) -> None:
-    """Load a supernet state dict saved with ``torch.save(net.state_dict(), path)``."""
-    state = read_state_dict(path, "init_weights")
-    try:
-        net.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        raise UserError(f"init_weights: {path} does not fit this supernet: {error}") from None
+    """Load a supernet state dict saved with ``torch.save(net.state_dict(), path)``, or
+    the weights of a onefit checkpoint (its content hash verified)."""
+    if is_checkpoint_file(path):
+        state = load_checkpoint(path)["model"]
+    else:
+        state = read_state_dict(path, "init_weights")
+    load_weights(net, state, path, "init_weights")
 
 
 def train(
