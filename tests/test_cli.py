@@ -35,7 +35,10 @@ def test_check_passes_constructor_options() -> None:
             "Error: unknown supernet 'nope'; known: bert, mobilenetv3, model, resnet, "
             "torchvision, vit",
         ),
-        (["check", "-o", "width_mult=-1"], "Error: width_mult must be positive, got -1"),
+        (
+            ["check", "-o", "width_mult=-1"],
+            "Error: width_mult must be a finite number in (0, 64], got -1",
+        ),
         (["check", "-o", "oops"], "expected KEY=VALUE, got 'oops'"),
         (["check", "--samples", "-1"], "Invalid value for '--samples': -1 is not in the range"),
         (["check", "--image-size", "big"], "'big' is not a valid integer"),
