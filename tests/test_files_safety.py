@@ -254,3 +254,28 @@ def test_cleaners_remove_only_work_folders_no_export_is_writing(tmp_path: Path) 
     assert busy.exists() and (tmp_path / "a").exists()
     lock.close()
     assert clean_stale_exports(tmp_path, "a") == [busy]
+
+
+def test_the_same_arguments_spelled_as_int_or_float_resume(tmp_path: Path) -> None:
+    # width_mult = 1 in a TOML file and --set width_mult=1.0 build the same network.
+    config = TrainConfig(
+        epochs=1, run_dir=str(tmp_path), progress=False, tensorboard=False,
+        supernet_kwargs=SMALL | {"width_mult": 1},
+    )  # fmt: skip
+    Trainer(config).save()
+    other = Trainer(config.replace(supernet_kwargs=SMALL | {"width_mult": 1.0}))
+    other.restore(other.checkpoint_path)  # no error
+    assert other.step == 0
+
+
+def test_continuing_a_finished_run_leaves_its_checkpoint_byte_for_byte(tmp_path: Path) -> None:
+    # Searches record the checkpoint's SHA-256: a rerun of a finished training (the demo
+    # does one on every rerun) must not rewrite it, or every search of the run is refused.
+    config = TrainConfig(
+        epochs=1, batch_size=512, run_dir=str(tmp_path), progress=False, tensorboard=False,
+        supernet_kwargs=SMALL, bn_batches=1,
+    )  # fmt: skip
+    first = Trainer(config).fit()
+    before = first.checkpoint.read_bytes()
+    again = Trainer(config.replace(progress=True)).fit()
+    assert again.steps == first.steps and again.checkpoint.read_bytes() == before

@@ -717,11 +717,11 @@ def _describe_config(config: onefit.ArchConfig) -> str:
 
 @cli.command()
 @click.option("--run-dir", default="runs/demo", show_default=True, help="Where everything goes.")
-@click.option("--epochs", default=6, show_default=True, type=click.IntRange(max=MAX_EPOCHS),
+@click.option("--epochs", default=6, show_default=True, type=click.IntRange(1, MAX_EPOCHS),
               help="Supernet training epochs.")  # fmt: skip
-@click.option("--budget", default=30, show_default=True, type=click.IntRange(max=MAX_BUDGET),
+@click.option("--budget", default=30, show_default=True, type=click.IntRange(1, MAX_BUDGET),
               help="Sub-networks the search evaluates.")  # fmt: skip
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(max=1024),
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="Threads for latency figures.")  # fmt: skip
 def demo(run_dir: str, epochs: int, budget: int, threads: int) -> None:
     """The quickstart: train, measure this CPU, search, export three models, report.

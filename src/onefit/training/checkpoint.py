@@ -317,9 +317,9 @@ def _differences(recorded: Any, given: Mapping[str, Any], label: str) -> str:
     other = _plain(dict(given))
     unset = object()
 
-    def same(key: str) -> bool:  # as JSON writes them: 1, 1.0 and true are not the same
+    def same(key: str) -> bool:  # by value, as JSON writes them: 1 == 1.0, but not true
         a, b = saved.get(key, unset), other.get(key, unset)
-        return a is not unset and b is not unset and _json(a) == _json(b)
+        return a is not unset and b is not unset and _json(_by_value(a)) == _json(_by_value(b))
 
     differ = sorted(k for k in set(saved) | set(other) if k not in INIT_ONLY_KWARGS and not same(k))
     shown = "; ".join(
@@ -327,6 +327,21 @@ def _differences(recorded: Any, given: Mapping[str, Any], label: str) -> str:
         for k in differ[:4]
     )
     return shown + (" ..." if len(differ) > 4 else "")
+
+
+def _by_value(value: Any) -> Any:
+    """``value`` with every number a float (bools kept apart), so that ``width_mult=1`` in
+    a TOML file and ``1.0`` on the command line, which build the same network, compare
+    equal."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: _by_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_by_value(v) for v in value]
+    return value
 
 
 def _compare_spec(path: Path, saved: Mapping[str, Any], spec: Mapping[str, Any]) -> None:

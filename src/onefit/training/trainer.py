@@ -548,6 +548,7 @@ class Trainer:
             else min(self.total_steps, self.step + stop_after_steps)
         )
         interrupted = None
+        started_at = self.step
         progress = TrainProgress(enabled=self.config.progress and self.dist.is_main)
         with _StopFlag().installed() as stop, progress:
             while self.step < limit and interrupted is None:
@@ -578,7 +579,14 @@ class Trainer:
                     self._end_epoch(epoch, clock, progress)
             if interrupted is None and self.step < self.total_steps:
                 interrupted = "stop_after_steps"
-            checkpoint = self.save()
+            # A finished run continued again takes no step: its checkpoint stays byte for
+            # byte as it is, so searches and exports made from it (which record its
+            # SHA-256) stay valid.
+            checkpoint = (
+                self.save()
+                if self.step > started_at or not self.checkpoint_path.exists()
+                else self.checkpoint_path
+            )
         divergence = distributed.max_divergence(self.net, self.dist)
         if divergence != 0.0:
             raise TrainingError(
