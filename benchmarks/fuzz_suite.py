@@ -11,6 +11,7 @@ runs, 0 hangs.
 
 Usage:
     python benchmarks/fuzz_suite.py [--json benchmarks/results/fuzz_suite.json] [-k EXPR]
+                                    [--factor N]
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTCOMES = ("ok", "clean_error", "unclear_error", "raw_traceback", "silent_wrong", "hang")
 
 
-def run_suite(record: Path, select: str | None) -> tuple[int, float]:
+def run_suite(record: Path, select: str | None, factor: int | None) -> tuple[int, float]:
     """Run the fuzz tests in thorough, collecting mode; the pytest status and wall time."""
     env = {**os.environ, "ONEFIT_FUZZ": "thorough", "ONEFIT_FUZZ_COLLECT": "1",
            "ONEFIT_FUZZ_RECORD": str(record)}  # fmt: skip
+    if factor is not None:
+        env["ONEFIT_FUZZ_FACTOR"] = str(factor)
     command = [sys.executable, "-m", "pytest", "tests/fuzz", "-q", "-p", "no:cacheprovider"]
     if select:
         command += ["-k", select]
@@ -80,11 +83,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="write the counts and failures here")
     parser.add_argument("-k", dest="select", help="pytest -k expression (a subset)")
+    parser.add_argument(
+        "--factor", type=int, help="examples per property as a multiple of CI's (default 15)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "verdicts.jsonl"
         record.touch()
-        status, seconds = run_suite(record, args.select)
+        status, seconds = run_suite(record, args.select, args.factor)
         table, bad = tabulate(record), failures(record)
     print(markdown(table))
     print(f"\npytest exit status {status}; {seconds:.0f} s")
@@ -96,6 +102,7 @@ def main() -> None:
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
             "python": sys.version.split()[0],
             "date": time.strftime("%Y-%m-%d"),
+            "factor": args.factor or 15,
             "pytest_status": status,
             "wall_seconds": seconds,
             "counts": table,

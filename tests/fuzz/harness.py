@@ -48,8 +48,10 @@ def fuzz_settings(examples: int = 200) -> settings:
     is reproducible), ``THOROUGH_FACTOR`` times as many, freshly random, in the thorough
     profile (``ONEFIT_FUZZ=thorough``)."""
     thorough = os.environ.get("ONEFIT_FUZZ") == "thorough"
+    # ONEFIT_FUZZ_FACTOR overrides the multiplier (a shorter thorough run on a busy machine).
+    factor = int(os.environ.get("ONEFIT_FUZZ_FACTOR", THOROUGH_FACTOR))
     return settings(
-        max_examples=examples * THOROUGH_FACTOR if thorough else examples,
+        max_examples=examples * factor if thorough else examples,
         deadline=None,
         derandomize=not thorough,
         database=None,
