@@ -161,7 +161,11 @@ def test_a_checkpoint_for_other_supernet_arguments_names_both(folder: Path, chan
         save_checkpoint(_state(), path)
     given_kwargs = KWARGS | changes
 
-    def text(value: Any) -> str:
+    def text(value: Any) -> str:  # by value: 1 and 1.0 build the same network, True not
+        if isinstance(value, list):
+            return "[" + ",".join(text(v) for v in value) + "]"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return repr(float(value))
         return json.dumps(value, default=repr)
 
     differ = sorted(k for k in changes if k not in KWARGS or text(changes[k]) != text(KWARGS[k]))

@@ -327,6 +327,17 @@ def idx_bytes(ndim: int, shape: tuple[int, ...], magic: int | None = None) -> by
     return header + bytes(int(np.prod(shape)))
 
 
+def idx_layout(data: bytes, ndim: int) -> tuple[int, ...] | None:
+    """The shape a well-formed unsigned-byte IDX file of ``ndim`` dimensions declares, or
+    None when ``data`` is not one (other magic, header or content of another size). Other
+    declared sizes whose product matches the content make a valid file of that shape."""
+    head = 4 + 4 * ndim
+    if len(data) < head or struct.unpack(">I", data[:4])[0] != (0x08 << 8) | ndim:
+        return None
+    dims = struct.unpack(f">{ndim}I", data[4:head])
+    return dims if len(data) == head + int(np.prod(dims, dtype=object)) else None
+
+
 @fuzz_settings(40)
 @given(
     ndim=st.sampled_from([1, 3]),
@@ -344,11 +355,12 @@ def test_idx_files(tmp_path_factory, ndim, shape, declared, magic, cut, compress
         data = data[:4] + b"".join(struct.pack(">I", n) for n in declared) + data[4 + 4 * ndim :]
     if cut is not None:
         data = data[: max(0, len(data) - cut)]
-    good = data == idx_bytes(ndim, real) and (magic is None or magic == (0x08 << 8) | ndim)
+    dims = idx_layout(data, ndim)
+    good = dims is not None
     path.write_bytes(gzip.compress(data) if compressed else data)
 
     def check(array: np.ndarray) -> None:
-        assert array.shape == real
+        assert array.shape == dims
 
     expect_clean("datasets", (ndim, shape, declared, magic, cut),
                  lambda: read_idx(path, ndim), expect="ok" if good else "error",

@@ -210,7 +210,7 @@ def _sqlite_errors(method: F) -> F:
     def wrapper(self: ResultStore, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, UnicodeDecodeError) as error:
             raise StoreError(f"{self.path}: damaged results store (SQLite: {error})") from None
 
     return wrapper  # type: ignore[return-value]
@@ -239,7 +239,7 @@ class ResultStore:
             raise StoreError(f"{self.path}: cannot open the results store ({error})") from None
         try:
             self._open(create)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, UnicodeDecodeError) as error:  # a damaged page, non-UTF-8 text
             self.db.close()
             raise StoreError(
                 f"{self.path} is not a readable onefit results store (SQLite: {error})"
