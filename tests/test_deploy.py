@@ -152,7 +152,7 @@ def test_a_constraint_pick_takes_the_most_accurate_that_fits(demo_run, tmp_path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["export", "{run}", "--format", "tflite"], "unknown format 'tflite'"),
+        (["export", "{run}", "--format", "tflite"], "'tflite' is not one of"),
         (["export", "{run}", "--pick", "latency_ms <= "], "cannot parse constraint"),
         (["export", "{run}", "--pick", "latency_ms <= 0"], "no Pareto sub-network satisfies"),
         (["export", "{run}", "--format", "pt", "--int8"], "use it with --format onnx"),
