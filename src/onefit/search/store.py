@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from onefit.errors import MissingDependencyError, UserError
+from onefit.rundir import RunDir
 from onefit.space import ArchConfig
 
 SCHEMA = """
@@ -117,8 +118,6 @@ class SearchOrigin:
     @classmethod
     def of_run(cls, run_dir: str | os.PathLike[str]) -> SearchOrigin:
         """The origin a search of the run in ``run_dir`` has now (its checkpoint's hash)."""
-        from onefit.rundir import RunDir  # the run directory layout; imported when needed
-
         run = RunDir(run_dir)
         if not run.checkpoint.is_file():
             raise StoreError(

@@ -26,6 +26,8 @@ from pydantic import AllowInfNan, BeforeValidator, Field, Strict, TypeAdapter, V
 from onefit.data.augment import Recipe, create_recipe
 from onefit.data.loader import BAD_ITEM_POLICIES
 from onefit.errors import UnknownNameError, UserError, UserTypeError
+from onefit.tasks import list_tasks
+from onefit.training.strategies import list_strategies
 
 AMP_DTYPES = ("auto", "bfloat16", "float16")
 OPTIMIZERS = ("sgd", "adamw")
@@ -442,8 +444,6 @@ def _type_words(hint: Any, finite: bool = False) -> str:
 
 def _check_names(config: TrainConfig) -> None:
     """Registry names and eval configs: each must be one the library knows."""
-    from onefit.tasks import list_tasks
-    from onefit.training.strategies import list_strategies
 
     for name, kind, known in (
         ("strategy", "training strategy", list_strategies()),
