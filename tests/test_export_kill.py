@@ -76,7 +76,7 @@ def test_a_failed_export_leaves_the_previous_one(trained, tmp_path, monkeypatch)
         raise OSError("disk full")
 
     monkeypatch.setattr(ModelCard, "save", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ExportError, match=r"cannot write the export at .*in-process: disk full"):
         export(run, config, format="pt", out=target, latency_repeats=3)
     monkeypatch.undo()
     assert (target / CARD_FILE).read_bytes() == before  # the previous export, untouched
@@ -94,11 +94,52 @@ def test_a_failed_export_leaves_the_previous_one(trained, tmp_path, monkeypatch)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_a_second_export_of_the_same_target_is_refused_while_one_writes(trained) -> None:
+    from onefit.deploy.export import _lock_target, _unlock_target
+
+    run, config = trained["run"], trained["config"]
+    target = run / "exports" / "busy"
+    lock = _lock_target(target)  # as an export writing there holds it
+    assert lock is not None
+    with pytest.raises(ExportError, match=r"another export is writing .*busy now"):
+        export(run, config, format="pt", out=target, latency_repeats=3)
+    _unlock_target(target, lock)
+    export(run, config, format="pt", out=target, latency_repeats=3)
+    assert_consistent(trained, target)
+
+
 def _command(run: Path, config: dict[str, Any], target: Path) -> list[str]:
     return [
         sys.executable, "-m", "onefit", "export", str(run), "--pick", json.dumps(config),
         "--format", "pt", "--out", str(target),
     ]  # fmt: skip
+
+
+def _work_folders(target: Path) -> list[Path]:
+    return list(target.parent.glob(f".{target.name}.export-work-*"))
+
+
+def _writing_started(target: Path) -> bool:
+    return bool(_work_folders(target))
+
+
+def _model_written(target: Path) -> bool:
+    return any((w / "model.pt").is_file() for w in _work_folders(target))
+
+
+def _kill_when(process: subprocess.Popen, moment: Any, target: Path) -> str:
+    """SIGKILL ``process`` once ``moment(target)`` holds (polled every millisecond), or
+    at a random time when ``moment`` is a number of seconds; what the kill interrupted."""
+    deadline = time.monotonic() + (moment if isinstance(moment, float) else 120.0)
+    while process.poll() is None and time.monotonic() < deadline:
+        if not isinstance(moment, float) and moment(target):
+            break
+        time.sleep(0.001)
+    mid_write = _writing_started(target)
+    process.send_signal(signal.SIGKILL)
+    if process.wait() == 0:
+        return "finished"  # it ended before the signal came
+    return "mid-write" if mid_write else "before writing"
 
 
 @pytest.mark.slow
@@ -111,28 +152,32 @@ def test_sigkill_at_random_moments_leaves_a_complete_export_or_none(trained) -> 
     duration = time.monotonic() - started
     assert_consistent(trained, target)
     rng = random.Random(14)
+    # Two kills at moments seen on disk (the work folder made; the model in it, before
+    # the card), then random moments late in the run, where the files are written.
+    moments = [_writing_started, _model_written] + [
+        duration * rng.uniform(0.5, 1.05) for _ in range(3)
+    ]
     outcomes = []
-    for _ in range(5):
+    for moment in moments:
         card_before = (target / CARD_FILE).read_bytes() if target.exists() else None
         process = subprocess.Popen(
             _command(run, config, target), env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        # Late in the run mostly: the model and card are written in its last moments.
-        time.sleep(duration * rng.uniform(0.4, 1.05))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        interrupted = _kill_when(process, moment, target)
         if target.exists():
             assert_consistent(trained, target)  # the previous export, or the new one complete
             card_now = (target / CARD_FILE).read_bytes()
-            outcomes.append("same" if card_now == card_before else "replaced")
+            outcomes.append((interrupted, "same" if card_now == card_before else "replaced"))
         else:
-            outcomes.append("none")  # between the two renames: nothing a rerun would reuse
+            outcomes.append((interrupted, "none"))  # between the two renames
         # Readers list only complete exports, never a work folder.
         assert all(not name.startswith(".") for name in listed(run))
+    # The kills timed by what was on disk did land while the export was being written.
+    assert [interrupted for interrupted, _ in outcomes[:2]] == ["mid-write", "mid-write"]
     subprocess.run(_command(run, config, target), env=env, check=True, capture_output=True)
     assert_consistent(trained, target)
     stale = [p.name for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.")]
-    assert stale == [], stale  # the rerun removed the work folders of the killed ones
+    assert stale == [], stale  # the rerun removed the killed ones' work folders and lock
     assert "killed-pt" in listed(run)
     print("outcomes after each kill:", outcomes)

@@ -242,18 +242,54 @@ def test_a_copied_export_and_a_damaged_model_file_are_not_listed(tmp_path: Path)
 
 
 def test_cleaners_remove_only_work_folders_no_export_is_writing(tmp_path: Path) -> None:
-    from onefit.deploy.export import _hold, clean_stale_exports
+    from onefit.deploy.export import _lock_target, _unlock_target, clean_stale_exports
 
     busy, dead = tmp_path / ".a.export-work-1", tmp_path / ".b.export-work-2"
     busy.mkdir()
     dead.mkdir()
-    lock = _hold(busy / ".lock")  # an export writing now
-    (dead / ".lock").touch()  # one killed: its lock died with it
+    lock = _lock_target(tmp_path / "a")  # an export of "a" writing now
+    assert lock is not None
+    (tmp_path / ".b.export-lock").touch()  # "b" was killed: its lock died with it
     (tmp_path / "a").mkdir()  # a published export is never touched
     assert clean_stale_exports(tmp_path) == [dead]
     assert busy.exists() and (tmp_path / "a").exists()
-    lock.close()
+    assert _lock_target(tmp_path / "a") is None  # a second writer of "a" is kept out
+    _unlock_target(tmp_path / "a", lock)
+    assert not (tmp_path / ".a.export-lock").exists()
     assert clean_stale_exports(tmp_path, "a") == [busy]
+    # cleaning "b" took its lock and removed the file with it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_a_lock_whose_file_was_removed_is_taken_again(tmp_path: Path, monkeypatch) -> None:
+    # The race of lock files removed on release: we open the file, its holder removes it
+    # and lets go, we lock the removed file while the next writer creates and locks a new
+    # one; both would "hold" the lock. onefit checks the locked file is still the one
+    # there, and opens it again when not.
+    import fcntl
+    import importlib
+    import os
+
+    # (onefit.deploy.export the module; the package's attribute is the function)
+    export_module = importlib.import_module("onefit.deploy.export")
+
+    target = tmp_path / "x"
+    path = tmp_path / ".x.export-lock"
+    real_flock, calls = fcntl.flock, []
+
+    def flock_after_the_holder_let_go(fd: int, operation: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            path.unlink()  # the holder removed the file we had just opened
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(export_module.fcntl, "flock", flock_after_the_holder_let_go)
+    lock = export_module._lock_target(target)
+    monkeypatch.undo()
+    assert lock is not None and len(calls) == 2  # locked the removed file, then again
+    assert os.fstat(lock.fileno()).st_ino == os.stat(path).st_ino  # the file that is there
+    assert export_module._lock_target(target) is None  # and it keeps others out
+    export_module._unlock_target(target, lock)
 
 
 def test_the_same_arguments_spelled_as_int_or_float_resume(tmp_path: Path) -> None:

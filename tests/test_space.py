@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onefit.errors import UserError, UserTypeError
+from onefit.errors import UnknownKeyError, UserError, UserTypeError
 from onefit.space import ArchConfig, Dimension, SearchSpace, flatten_lists, nest_lists
 
 OFA_LIKE = {"ks.0": [3, 5, 7], "e.0": [3, 4, 6], "d.0": [2, 3, 4], "r": [128, 160, 192, 224]}
@@ -297,3 +297,14 @@ def test_config_not_in_the_space_names_the_dimension_and_value() -> None:
         space.validate({"ks.0": 3, "r": 128, "zz": 1})
     with pytest.raises(UserError, match=r"missing dimension\(s\) \['r'\]"):
         space.validate({"ks.0": 3})
+
+
+def test_an_unknown_dimension_is_a_user_error_and_still_a_key_error() -> None:
+    space = SearchSpace({"ks": [3, 5], "d": [2, 3]})
+    with pytest.raises(UnknownKeyError) as error:
+        space["kernel"]
+    # A UserError (one line, exit 2 on the command line) and a KeyError (mapping code).
+    assert isinstance(error.value, UserError) and isinstance(error.value, KeyError)
+    # Shown as written, not quoted the way a plain KeyError is.
+    assert str(error.value) == "no dimension 'kernel'; dimensions: ['ks', 'd']"
+    assert space["ks"].choices == (3, 5)

@@ -66,7 +66,7 @@ def read_document(
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=refuse_json_constant)
     except FileNotFoundError:
         raise error(f"no {what} at {path}") from None
     except IsADirectoryError:
@@ -85,5 +85,16 @@ def read_document(
     return data
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_json_constant(name: str) -> Any:
+    """``json.loads(..., parse_constant=refuse_json_constant)``: NaN and Infinity are not
+    standard JSON; Python's json module would otherwise read them as floats."""
     raise ValueError(f"{name} is not standard JSON")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of the bytes of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

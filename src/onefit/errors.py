@@ -49,6 +49,17 @@ class UnknownNameError(UserError):
     """A name that no registry entry has; the message lists the registered names."""
 
 
+class UnknownKeyError(UnknownNameError, KeyError):
+    """A key that a mapping-like onefit object (a search space's dimensions) does not have.
+
+    Also a ``KeyError``, so ``mapping.get`` and ``except KeyError`` work as usual; unlike
+    a plain ``KeyError`` its message is shown as written, not quoted.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class DuplicateNameError(UserError):
     """A second registration under a name that is already taken."""
 
@@ -66,6 +77,7 @@ __all__ = [
     "Interrupted",
     "MissingDependencyError",
     "OnefitError",
+    "UnknownKeyError",
     "UnknownNameError",
     "UserError",
     "UserTypeError",

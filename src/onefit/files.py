@@ -1,10 +1,11 @@
-"""Reading and writing onefit's JSON documents (latency tables, predictors).
+"""Writing files atomically (documents, checkpoints, exports) and reading state dicts
+safely. Reading onefit's sealed JSON documents is :mod:`onefit.digest`.
 
 Example:
-    >>> import tempfile, os
+    >>> import json, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "doc.json")
     >>> write_json_atomic(path, {"format": "demo/1", "x": 1})
-    >>> read_json_document(path, "demo/1", "demo file", ValueError)["x"]
+    >>> json.loads(open(path).read())["x"]
     1
 """
 
@@ -20,26 +21,6 @@ from typing import Any
 import torch
 
 from onefit.errors import UserError
-
-
-def read_json_document(
-    path: str | Path, format: str, what: str, error: type[Exception]
-) -> dict[str, Any]:
-    """The JSON object in ``path`` marked ``"format": format``.
-
-    A missing file, text that is not JSON, or another format raises ``error`` with a
-    message naming the file and ``what`` it should have been.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise error(f"no {what} at {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
-        raise error(f"{path} is not a {what} (JSON expected): {problem}") from None
-    if not isinstance(data, dict) or data.get("format") != format:
-        raise error(f"{path} is not a {what} (format {format!r} expected)")
-    return data
 
 
 def replace_atomically(path: str | Path, chunks: Iterable[bytes]) -> Path:

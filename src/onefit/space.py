@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from onefit.errors import UserError, UserTypeError
+from onefit.errors import UnknownKeyError, UserError, UserTypeError
 
 Choice = int | float | str | bool
 Encoding = Literal["onehot", "ordinal"]
@@ -404,7 +404,7 @@ class SearchSpace:
         try:
             return self._by_name[name]
         except KeyError:
-            raise KeyError(f"no dimension {name!r}; dimensions: {self.names}") from None
+            raise UnknownKeyError(f"no dimension {name!r}; dimensions: {self.names}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name

@@ -42,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import types
@@ -51,6 +50,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 
+from onefit.digest import file_sha256, refuse_json_constant
 from onefit.errors import UserError, UserTypeError
 from onefit.files import write_json_atomic
 from onefit.metrics.device import DeviceProfile
@@ -231,7 +231,7 @@ class ModelCard:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse_json_constant)
         except FileNotFoundError:
             raise ModelCardError(f"no model card at {path}") from None
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as problem:
@@ -264,19 +264,6 @@ class ModelCard:
                     f"{path}: content hash mismatch: damaged or modified (its SHA-256 is not "
                     f"the one {card} records); export it again"
                 )
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not standard JSON (a card's figures are finite numbers)")
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 (hex) of the file at ``path``, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_export(folder: str | Path) -> ModelCard:

@@ -312,20 +312,33 @@ def export(
     target = Path(out) if out else RunDir(run_dir).export_dir(f"{_slug(label, config)}-{format}")
     _check_replaceable(target)
     model, difference = prepare_model(net, config, data, bn_batches)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Everything is written into a fresh folder beside the target, which replaces the
-    # target only once model and card are complete (see _publish).
-    clean_stale_exports(target.parent, target.name)
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}{_WORK}", dir=target.parent))
-    lock = _hold(folder / _LOCK)  # tells cleaners this work folder is in use
     try:
-        return _write_export(
-            net, config, label, format, int8, data, task, model, difference, folder, target,
-            run_dir, run_id, threads, latency_repeats, calibration_batches,
-        )  # fmt: skip
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # One export of a target at a time: its lock is held from the cleaning of stale
+        # work folders to the publishing rename, so no cleaner removes a folder in use.
+        lock = _lock_target(target)
+    except OSError as error:
+        raise ExportError(f"cannot write an export at {target}: {error}") from None
+    if lock is None:
+        raise ExportError(
+            f"another export is writing {target} now; wait for it to finish or choose another --out"
+        )
+    try:
+        _remove_stale_work(target.parent, target.name)
+        # Everything is written into a fresh folder beside the target, which replaces the
+        # target only once model and card are complete (see _publish).
+        folder = Path(tempfile.mkdtemp(prefix=f".{target.name}{_WORK}", dir=target.parent))
+        try:
+            return _write_export(
+                net, config, label, format, int8, data, task, model, difference, folder,
+                target, run_dir, run_id, threads, latency_repeats, calibration_batches,
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # gone once published; left by a failure
+    except OSError as error:  # disk full, permissions: the previous export is untouched
+        raise ExportError(f"cannot write the export at {target}: {error}") from None
     finally:
-        shutil.rmtree(folder, ignore_errors=True)  # gone once published; left by a failure
-        lock.close()
+        _unlock_target(target, lock)
 
 
 def _write_export(
@@ -432,17 +445,18 @@ def _write_export(
     )
     card.save(folder / CARD_FILE)
     for extra in folder.iterdir():  # what a tool left beside the model (ONNX Runtime's)
-        if extra.name not in {*files.values(), CARD_FILE, _LOCK}:
+        if extra.name not in {*files.values(), CARD_FILE}:
             shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
     _publish(folder, target)
     return ExportResult(target, target / path.name, card)
 
 
-# Work folders beside an export: ".<name>.export-work-<random>" while it is written,
-# ".<name>.export-old-<random>" for the previous export while it is replaced.
+# Beside an export "<name>": ".<name>.export-work-<random>" while it is written,
+# ".<name>.export-old-<random>" for the previous export while it is replaced, and the
+# lock file ".<name>.export-lock" held by the process writing it.
 _WORK = ".export-work-"
 _OLD = ".export-old-"
-_LOCK = ".lock"
+_LOCK = ".export-lock"
 # What an export folder holds; a target folder with anything else is not replaced.
 _EXPORT_FILES = {*FILE_NAMES.values(), "model_int8.onnx", CARD_FILE}
 
@@ -463,44 +477,76 @@ def _check_replaceable(target: Path) -> None:
 
 
 def clean_stale_exports(parent: str | Path, name: str | None = None) -> list[Path]:
-    """Remove the work folders an interrupted export left in ``parent`` (only those of
-    export ``name`` when given); returns what was removed. Readers never list them."""
+    """Remove the work folders interrupted exports left in ``parent`` (only those of
+    export ``name`` when given); returns what was removed. Readers never list them.
+
+    The folders of an export being written now are left alone: its lock is taken first,
+    and a busy lock means a living process is writing that export.
+    """
     parent = Path(parent)
     if not parent.is_dir():
         return []
+    names = {name} if name is not None else {n for p in parent.iterdir() if (n := _owner(p))}
     removed = []
-    for path in parent.iterdir():
-        stale = path.name.startswith(".") and (_WORK in path.name or _OLD in path.name)
-        if stale and path.is_dir() and (name is None or path.name.startswith(f".{name}.")):
-            if _in_use(path / _LOCK):
-                continue  # an export writing now (its lock is released when it dies)
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+    for owner in sorted(names):
+        lock = _lock_target(parent / owner)
+        if lock is None:
+            continue  # being written now
+        try:
+            removed += _remove_stale_work(parent, owner)
+        finally:
+            _unlock_target(parent / owner, lock)
     return removed
 
 
-def _hold(path: Path) -> IO[bytes]:
-    """Create ``path`` and hold an exclusive lock on it for as long as it stays open."""
-    file = open(path, "wb")  # noqa: SIM115 (closed by the caller)
-    if fcntl is not None:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return file
+def _owner(path: Path) -> str | None:
+    """The export a work folder ``.<name>.export-work-...`` belongs to; None otherwise."""
+    for marker in (_WORK, _OLD):
+        if path.name.startswith(".") and marker in path.name and path.is_dir():
+            return path.name[1 : path.name.rindex(marker)]
+    return None
 
 
-def _in_use(path: Path) -> bool:
-    """Whether a living process holds the lock at ``path`` (see :func:`_hold`)."""
-    if fcntl is None:
-        return False
-    try:
-        with open(path, "rb") as file:
-            try:
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
-    except OSError:  # no lock file: not an export in progress
-        return False
-    return False
+def _remove_stale_work(parent: Path, name: str) -> list[Path]:
+    """Remove export ``name``'s work folders; the caller holds its lock."""
+    stale = sorted(p for p in parent.iterdir() if _owner(p) == name)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def _lock_target(target: Path) -> IO[bytes] | None:
+    """Hold the lock of export ``target`` (the file ``.<name>.export-lock`` beside it):
+    the open locked file, or None when another living process holds it.
+
+    The lock dies with its process, so a killed export never blocks the next one. Where
+    ``fcntl`` is missing (Windows) nothing is locked.
+    """
+    path = target.with_name(f".{target.name}{_LOCK}")
+    while True:
+        file = open(path, "ab")  # noqa: SIM115 (closed by _unlock_target)
+        if fcntl is None:
+            return file
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            return None
+        # The holder before us removes the file when it lets go: a lock on a removed
+        # file guards nothing, so open the path again.
+        try:
+            current = os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return file
+        file.close()
+
+
+def _unlock_target(target: Path, lock: IO[bytes]) -> None:
+    """Remove the lock file (while still holding it), then let go of the lock."""
+    target.with_name(f".{target.name}{_LOCK}").unlink(missing_ok=True)
+    lock.close()
 
 
 def _fsync(path: Path) -> None:
@@ -515,7 +561,6 @@ def _publish(work: Path, target: Path) -> None:
     at any moment leaves at ``target`` the previous complete export, the new complete
     one, or nothing (and work folders that readers ignore and the next export removes).
     """
-    (work / _LOCK).unlink(missing_ok=True)  # still held (by its descriptor) until the end
     fsync_dir(work)
     old = None
     if target.exists():

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import json
 import os
 import sqlite3
@@ -50,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from onefit.digest import file_sha256
 from onefit.errors import MissingDependencyError, UserError
 from onefit.rundir import RunDir
 from onefit.space import ArchConfig
@@ -85,15 +85,6 @@ STATUSES = ("ok", "failed")
 class StoreError(UserError):
     """The store file is not a onefit results store, is damaged, belongs to another run,
     or a run's settings changed."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes (hex), read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
