@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import onefit
 from onefit.cli import cli
+from onefit.metrics.device import DeviceProfile
 from onefit.profiling import LatencyTableError
 from onefit.search.supernet import search_run
 
@@ -51,6 +52,9 @@ def test_cli_profile_then_search_with_latency_table(run_dir, tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "Pareto set" in result.output and "hypervolume" in result.output
+    # Where the table was measured is said, and that it was not checked against a target.
+    said = " ".join(result.output.split())  # rich wraps long lines
+    assert "measured on" in said and "not checked" in said
     pareto = json.loads((out / "pareto.json").read_text())
     assert pareto and all("latency_ms" in p["metrics"] for p in pareto)
     assert (out / "front.png").read_bytes()[:4] == b"\x89PNG"
@@ -94,6 +98,41 @@ def test_a_latency_table_of_another_supernet_is_refused(run_dir, tmp_path):
     table = onefit.profiling.build_latency_table(other, warmup=0, repeats=1, progress=False)
     with pytest.raises(LatencyTableError, match=r"built for .* not this supernet"):
         search_run(run_dir, {"accuracy": "max"}, latency_table=table, budget=2, progress=False)
+
+
+def test_cli_target_profile_refuses_a_table_of_another_device(run_dir, tmp_path):
+    net = onefit.load_supernet(run_dir)
+    table = onefit.profiling.build_latency_table(
+        net, warmup=0, repeats=1, threads=1, progress=False
+    )
+    lut = tmp_path / "lut.json"
+    table.save(lut)
+    base = ["search", str(run_dir), "--objective", "accuracy:max", "--objective",
+            "latency_ms:min", "--lut", str(lut), "--strategy", "random",
+            "--budget", "2"]  # fmt: skip
+    # The table was measured here, with these settings: this machine is its profile.
+    ok = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "a"),
+                                  "--target-profile", "this-machine"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "not checked" not in " ".join(ok.output.split())
+    # A target with 4 threads (a profile file, as DeviceProfile.save writes it).
+    other = tmp_path / "phone.json"
+    DeviceProfile.from_dict({**table.profile.to_dict(), "threads": 4, "name": "phone"}).save(other)
+    refused = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "b"),
+                                       "--target-profile", str(other)])  # fmt: skip
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2, refused.output
+    assert "not on the target profile 'phone'" in said
+    assert "threads: 1 vs 4" in said and "Traceback" not in said
+    assert not (tmp_path / "b" / "results.db").exists()  # refused before anything ran
+    # A profile file that is not one, and --target-profile without a table.
+    (tmp_path / "bad.json").write_text('{"runtime": "eager", "threads": "four"}')
+    bad = CliRunner().invoke(cli, [*base, "--target-profile", str(tmp_path / "bad.json")])
+    said = " ".join(bad.output.split())
+    assert bad.exit_code == 2 and "bad device profile" in said, bad.output
+    assert "threads (expected int, got 'four')" in said
+    alone = CliRunner().invoke(cli, ["search", str(run_dir), "--target-profile", "this-machine"])
+    assert alone.exit_code == 2 and "give --lut too" in " ".join(alone.output.split())
 
 
 @pytest.mark.parametrize(

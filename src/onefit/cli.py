@@ -42,8 +42,9 @@ from onefit.deploy.quickstart import DemoSettings, run_demo
 from onefit.deploy.report import write_report
 from onefit.errors import Interrupted, OnefitError, UserError
 from onefit.metrics import get_runtime, list_runtimes, measure_latency
+from onefit.metrics.device import DeviceProfile
 from onefit.predictors import prediction_metrics
-from onefit.profiling import build_latency_table
+from onefit.profiling import LatencyTable, build_latency_table
 from onefit.rundir import DEFAULT_SEARCH, STORE_FILE, RunDir
 from onefit.search.store import ResultStore
 from onefit.search.supernet import search_run
@@ -656,6 +657,12 @@ def _parse_objectives(specs: tuple[str, ...]) -> dict[str, str]:
               help="Configs per round.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED))
 @click.option("--lut", type=click.Path(dir_okay=False), help="Latency table from onefit profile.")
+@click.option(
+    "--target-profile", metavar="FILE|this-machine",
+    help="With --lut: the device the search is for; a table measured under another device "
+    "profile is refused. A profile JSON (DeviceProfile.save; a latency table's also "
+    "serves), or this-machine: this machine with the table's runtime, threads and batch.",
+)  # fmt: skip
 @click.option("--measure-runtime", help="Also time each sub-network on this runtime.")
 @click.option("--measure-memory", is_flag=True, help="Also measure peak inference memory.")
 @click.option("--out", help="Output folder (default RUN_DIR/search).")
@@ -670,6 +677,7 @@ def search_command(
     batch_size: int,
     seed: int,
     lut: str | None,
+    target_profile: str | None,
     measure_runtime: str | None,
     measure_memory: bool,
     out: str | None,
@@ -684,9 +692,10 @@ def search_command(
     objectives = _parse_objectives(objective_specs)
     run = _require_run(run_dir)
     _remember_run_dir(run_dir)
+    table = _latency_table(lut, target_profile)
     folder = run.add_search(run_name, out)
     result = search_run(
-        run_dir, objectives, latency_table=lut, constraints=list(constraints),
+        run_dir, objectives, latency_table=table, constraints=list(constraints),
         measure_runtime=measure_runtime, measure_memory=measure_memory, strategy=strategy,
         budget=budget,
         batch_size=batch_size, seed=seed, store=folder / STORE_FILE, run_name=run_name,
@@ -707,6 +716,32 @@ def search_command(
     console.print(table)
     failed = sum(not e.ok for e in result.history)
     console.print(f"hypervolume {result.hypervolume:.4f}; {failed} failed; results in {folder}")
+
+
+def _latency_table(lut: str | None, target_profile: str | None) -> LatencyTable | None:
+    """The --lut table, checked against --target-profile when given; says where it was
+    measured, so a table from another device is never used unnoticed."""
+    if lut is None:
+        if target_profile is not None:
+            raise UserError("--target-profile checks the --lut table: give --lut too")
+        return None
+    table = LatencyTable.load(lut)
+    measured = table.profile
+    if target_profile == "this-machine":
+        target = DeviceProfile.detect(
+            runtime=measured.runtime, device=measured.device, threads=measured.threads,
+            batch_size=measured.batch_size, name="this machine",
+        )  # fmt: skip
+        table.check_profile(target)
+    elif target_profile is not None:
+        table.check_profile(DeviceProfile.load(target_profile))
+    console.print(
+        f"latency_ms: predicted from {lut}, measured on {measured.name} "
+        f"({measured.device_name}; {measured.runtime}, {measured.threads} threads, "
+        f"batch {measured.batch_size})"
+        + ("" if target_profile else "; no --target-profile given, so not checked")
+    )
+    return table
 
 
 def _describe_config(config: onefit.ArchConfig) -> str:

@@ -25,7 +25,9 @@ from typing import Any
 
 import torch
 
+from onefit.digest import refuse_json_constant
 from onefit.errors import UserError
+from onefit.files import write_json_atomic
 
 # Libraries whose version can change a measured figure.
 TRACKED_LIBRARIES = ("torch", "onnxruntime", "onefit")
@@ -33,6 +35,15 @@ TRACKED_LIBRARIES = ("torch", "onnxruntime", "onefit")
 
 class ProfileMismatchError(UserError):
     """Figures measured under different device profiles were about to be mixed."""
+
+
+class ProfileError(UserError):
+    """A device profile (a file or an object) is missing fields or has wrong types."""
+
+
+# The fields of a profile and their types (versions: library -> version, checked apart).
+_FIELD_TYPES = {"runtime": str, "device": str, "device_name": str, "threads": int,
+                "batch_size": int, "platform": str, "name": str}  # fmt: skip
 
 
 def _cpu_name() -> str:
@@ -106,21 +117,67 @@ class DeviceProfile:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeviceProfile:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+    def from_dict(cls, data: Any) -> DeviceProfile:
+        """The profile in ``data`` (as :meth:`to_dict` writes it), every field checked.
+
+        Raises :class:`ProfileError` listing each missing, unknown or mistyped field.
+
+        Example:
+            >>> DeviceProfile.from_dict({"runtime": "eager"})  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+                ...
+            onefit.metrics.device.ProfileError: bad device profile: device (expected str, ...
+        """
+        if not isinstance(data, dict):
+            raise ProfileError(f"a device profile is an object, got {type(data).__name__}")
+        problems = [
+            f"{name} (expected {kind.__name__}, got {data.get(name)!r})"
+            for name, kind in _FIELD_TYPES.items()
+            if name in data or name != "name"  # name is optional
+            if not isinstance(data.get(name), kind) or isinstance(data.get(name), bool)
+        ]
+        problems += [
+            f"{name} must be >= 1, got {data[name]}"
+            for name in ("threads", "batch_size")
+            if type(data.get(name)) is int and data[name] < 1
+        ]
+        versions = data.get("versions", {})
+        if not isinstance(versions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+        ):
+            problems.append("versions (expected an object of library -> version)")
+        unknown = sorted(map(str, set(data) - set(_FIELD_TYPES) - {"versions"}))
         if unknown:
-            raise UserError(
-                f"unknown device profile fields {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls(**{**data, "versions": dict(data.get("versions", {}))})
+            problems.append(f"unknown fields {unknown}")
+        if problems:
+            raise ProfileError(f"bad device profile: {'; '.join(problems)}")
+        return cls(**{**data, "versions": dict(versions)})
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the profile as JSON (atomically), for :meth:`load` and
+        ``onefit search --target-profile``."""
+        write_json_atomic(path, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceProfile:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The profile in the JSON file ``path``: one written by :meth:`save`, or a file
+        holding one under ``"profile"`` (a latency table). Errors name the file."""
+        path = Path(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+            data = json.loads(text, parse_constant=refuse_json_constant)
+        except FileNotFoundError:
+            raise ProfileError(f"no device profile at {path}") from None
+        except IsADirectoryError:
+            raise ProfileError(f"{path} is a folder, not a device profile") from None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as problem:
+            raise ProfileError(f"{path} is not a device profile (UTF-8 JSON): {problem}") from None
+        if isinstance(data, dict) and isinstance(data.get("profile"), dict):
+            data = data["profile"]
+        try:
+            return cls.from_dict(data)
+        except ProfileError as problem:
+            raise ProfileError(f"{path}: {problem}") from None
 
     def differences(self, other: DeviceProfile) -> dict[str, tuple[Any, Any]]:
         """Fields (other than ``name``) whose values differ, as (self, other) pairs."""

@@ -35,7 +35,7 @@ from torch import nn
 from onefit.digest import read_document, seal
 from onefit.errors import UserError
 from onefit.files import write_json_atomic
-from onefit.metrics.device import DeviceProfile, ProfileMismatchError
+from onefit.metrics.device import DeviceProfile, ProfileError, ProfileMismatchError
 from onefit.metrics.latency import check_timing_settings, measure_latency
 from onefit.metrics.runtimes import get_runtime
 from onefit.supernets import Supernet, rebuild_supernet
@@ -44,8 +44,6 @@ from onefit.supernets import Supernet, rebuild_supernet
 # are still read, with the same structural checks; saving one writes format 2.
 FORMAT = "onefit-latency-table/2"
 READABLE_FORMATS = (FORMAT, "onefit-latency-table/1")
-PROFILE_FIELDS = {"runtime": str, "device": str, "device_name": str, "threads": int,
-                  "batch_size": int, "platform": str, "name": str}  # fmt: skip
 
 
 class LatencyTableError(UserError):
@@ -219,28 +217,10 @@ def _entries(path: Path, entries: Any) -> dict[str, dict[str, float]]:
 
 
 def _profile(path: Path, data: Any) -> DeviceProfile:
-    if not isinstance(data, dict):
-        raise LatencyTableError(f"{path}: 'profile' must be a device profile object")
-    problems = [
-        f"{name} (expected {kind.__name__}, got {data.get(name)!r})"
-        for name, kind in PROFILE_FIELDS.items()
-        if name in data or name != "name"
-        if not isinstance(data.get(name), kind) or isinstance(data.get(name), bool)
-    ]
-    versions = data.get("versions", {})
-    if not isinstance(versions, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
-    ):
-        problems.append("versions (expected an object of library -> version)")
-    unknown = sorted(set(data) - set(PROFILE_FIELDS) - {"versions"})
-    if unknown:
-        problems.append(f"unknown fields {unknown}")
-    if problems:
-        raise LatencyTableError(f"{path}: bad device profile: {'; '.join(problems)}")
-    for name in ("threads", "batch_size"):
-        if data[name] < 1:
-            raise LatencyTableError(f"{path}: profile.{name} must be >= 1, got {data[name]}")
-    return DeviceProfile.from_dict(data)
+    try:
+        return DeviceProfile.from_dict(data)
+    except ProfileError as problem:
+        raise LatencyTableError(f"{path}: 'profile': {problem}") from None
 
 
 def _settings(path: Path, settings: Any) -> dict[str, Any]:
