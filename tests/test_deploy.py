@@ -114,6 +114,17 @@ def test_demo_resumes_without_redoing_finished_stages(demo_run):
     assert onefit.deploy.load_search(run).history == before
 
 
+def test_the_demo_again_with_other_threads_says_how_to_go_on(demo_run):
+    # Its latency table and search belong to 1 thread: it stops with the way forward.
+    run, _ = demo_run
+    result = CliRunner().invoke(cli, ["demo", "--run-dir", str(run), "--epochs", "2",
+                                      "--budget", "10", "--threads", "2"])  # fmt: skip
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "threads: 1 vs 2" in said and "same --threads" in said and "another --run-dir" in said
+    assert "Traceback" not in said
+
+
 def test_int8_and_torchscript_exports(demo_run, tmp_path):
     run, _ = demo_run
     result = CliRunner().invoke(cli, ["export", str(run), "--pick", "most-accurate", "--int8",

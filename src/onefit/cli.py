@@ -692,10 +692,10 @@ def search_command(
     objectives = _parse_objectives(objective_specs)
     run = _require_run(run_dir)
     _remember_run_dir(run_dir)
-    table = _latency_table(lut, target_profile)
+    latency_table = _latency_table(lut, target_profile)
     folder = run.add_search(run_name, out)
     result = search_run(
-        run_dir, objectives, latency_table=table, constraints=list(constraints),
+        run_dir, objectives, latency_table=latency_table, constraints=list(constraints),
         measure_runtime=measure_runtime, measure_memory=measure_memory, strategy=strategy,
         budget=budget,
         batch_size=batch_size, seed=seed, store=folder / STORE_FILE, run_name=run_name,

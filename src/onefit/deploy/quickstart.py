@@ -17,7 +17,7 @@ from rich.table import Table
 from onefit.deploy.export import ExportResult, export
 from onefit.deploy.report import write_report
 from onefit.errors import Interrupted
-from onefit.metrics.device import DeviceProfile
+from onefit.metrics.device import DeviceProfile, ProfileMismatchError
 from onefit.metrics.latency import measure_latency
 from onefit.profiling.lut import LatencyTable, build_latency_table
 from onefit.search.store import SearchOrigin
@@ -57,8 +57,17 @@ def _latency_table(run_dir: Path, settings: DemoSettings, console: Console) -> L
     if path.is_file():
         # A table measured under another profile (other threads, libraries, machine) would
         # predict latencies of another device: refused, naming both profiles.
+        # Its search results are tied to it too, so the demo does not rebuild it: it says
+        # how to run the demo again as measured, or afresh for this profile.
         here = DeviceProfile.detect(runtime="onnxruntime", threads=settings.threads)
-        return LatencyTable.load(path, net=net, profile=here)
+        try:
+            return LatencyTable.load(path, net=net, profile=here)
+        except ProfileMismatchError as error:
+            raise ProfileMismatchError(
+                f"{error}. The demo in {run_dir} measured its latency and searched under "
+                "that profile: run it again with the same --threads on the same machine "
+                "and libraries, or with another --run-dir to measure and search here"
+            ) from None
     table = build_latency_table(
         net,
         runtime="onnxruntime",
