@@ -42,7 +42,10 @@ def evaluated(store: Path) -> list[str]:
         db.close()
 
 
-@pytest.mark.parametrize("strategy", ["random", "nsga2", "linas"])
+# random keeps no state between rounds (its resume is the store's alone): slow, for CI time.
+@pytest.mark.parametrize(
+    "strategy", [pytest.param("random", marks=pytest.mark.slow), "nsga2", "linas"]
+)
 def test_sigkill_at_several_points_then_resume(tmp_path, strategy):
     store, budget = tmp_path / "results.db", 24
     script = tmp_path / "search.py"

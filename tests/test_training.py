@@ -77,7 +77,8 @@ def _results(history: list[dict]) -> list[dict]:
 @pytest.mark.parametrize(
     ("strategy", "pause_at", "augment"),
     [("sandwich", 7, "cifar"), ("progressive", 25, "none"), ("deps", 20, "none"),
-     ("sorted", 22, "cifar")],
+     # the loader and augmentation path is sandwich's too: slow, for CI time
+     pytest.param("sorted", 22, "cifar", marks=pytest.mark.slow)],
 )  # fmt: skip
 def test_resumed_run_equals_uninterrupted_run(
     strategy: str, pause_at: int, augment: str, digits, tmp_path: Path

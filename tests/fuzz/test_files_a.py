@@ -141,9 +141,16 @@ def test_foreign_checkpoint_entries_are_refused_naming_the_file(
     def load() -> Any:
         return load_supernet(path)
 
+    def check(net: Any) -> None:
+        # Accepted only with its model entry: the weights loaded are exactly those saved.
+        loaded = net.state_dict()
+        assert loaded.keys() == state["model"].keys(), "other parameters loaded"
+        assert all(torch.equal(loaded[k], v) for k, v in state["model"].items()), "weights"
+
     expect_clean(
-        "checkpoints", entries, load, expect="either" if good else "error", mentions=[str(path)]
-    )
+        "checkpoints", entries, load, expect="either" if good else "error",
+        mentions=[str(path)], check=check,
+    )  # fmt: skip
 
 
 kwargs_changes = st.dictionaries(
