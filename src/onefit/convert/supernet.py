@@ -21,6 +21,7 @@ from onefit.convert.analysis import Analysis, Layer, analyse
 from onefit.convert.modules import ActiveConv2d, ActiveLinear, RuledLayer, SlicedParameter
 from onefit.convert.options import ConversionOptions
 from onefit.convert.report import ConversionReport, build_report
+from onefit.convert.timm_rules import register_for
 from onefit.convert.tracing import NodeProfiler, trace
 from onefit.elastic import ElasticBatchNorm2d, permute_
 from onefit.elastic.channels import batch_norm_tensors
@@ -69,6 +70,7 @@ class ConvertedSupernet(Supernet):
     ) -> None:
         super().__init__()
         _check_input(model, example_input)
+        register_for(model)  # timm's fused norm + activation layers, when it holds them
         if options is not None and not isinstance(options, ConversionOptions):
             raise UserTypeError(
                 "options must be a ConversionOptions (onefit.elasticize also takes a dict), "
