@@ -489,7 +489,10 @@ def clean_stale_exports(parent: str | Path, name: str | None = None) -> list[Pat
     names = {name} if name is not None else {n for p in parent.iterdir() if (n := _owner(p))}
     removed = []
     for owner in sorted(names):
-        lock = _lock_target(parent / owner)
+        try:
+            lock = _lock_target(parent / owner)
+        except OSError:  # a folder we may only read (a shared run): nothing is removed
+            continue
         if lock is None:
             continue  # being written now
         try:
