@@ -64,15 +64,7 @@ def read_document(
     the file and ``what`` it should have been.
     """
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-        data = json.loads(text, parse_constant=refuse_json_constant)
-    except FileNotFoundError:
-        raise error(f"no {what} at {path}") from None
-    except IsADirectoryError:
-        raise error(f"{path} is a folder, not a {what}") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as problem:
-        raise error(f"{path} is not a {what} (UTF-8 JSON expected): {problem}") from None
+    data = read_json(path, what, error)
     if not isinstance(data, dict):
         raise error(f"{path} is not a {what} (a JSON object expected)")
     found = data.get("format")
@@ -83,6 +75,22 @@ def read_document(
     if found == formats[0]:
         verify_seal(data, path, error)
     return data
+
+
+def read_json(path: str | Path, what: str, error: type[Exception]) -> Any:
+    """The standard JSON (UTF-8, no NaN/Infinity) in the file ``path``; a missing file,
+    a folder or bytes that are not such JSON raise ``error`` naming the file and ``what``
+    it should have been. Nothing in the file is executed (a pickle is just bad bytes)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text, parse_constant=refuse_json_constant)
+    except FileNotFoundError:
+        raise error(f"no {what} at {path}") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a folder, not a {what}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as problem:
+        raise error(f"{path} is not a {what} (UTF-8 JSON expected): {problem}") from None
 
 
 def refuse_json_constant(name: str) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from onefit.digest import refuse_json_constant
+from onefit.digest import read_json
 from onefit.errors import UserError
 from onefit.files import write_json_atomic
 
@@ -162,16 +162,7 @@ class DeviceProfile:
     def load(cls, path: str | Path) -> DeviceProfile:
         """The profile in the JSON file ``path``: one written by :meth:`save`, or a file
         holding one under ``"profile"`` (a latency table). Errors name the file."""
-        path = Path(path)
-        try:
-            text = path.read_bytes().decode("utf-8")
-            data = json.loads(text, parse_constant=refuse_json_constant)
-        except FileNotFoundError:
-            raise ProfileError(f"no device profile at {path}") from None
-        except IsADirectoryError:
-            raise ProfileError(f"{path} is a folder, not a device profile") from None
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as problem:
-            raise ProfileError(f"{path} is not a device profile (UTF-8 JSON): {problem}") from None
+        data = read_json(path, "device profile", ProfileError)
         if isinstance(data, dict) and isinstance(data.get("profile"), dict):
             data = data["profile"]
         try:
