@@ -84,7 +84,7 @@ def test_a_cuda_index_past_the_devices_is_a_clear_error(monkeypatch: pytest.Monk
     [
         ({"epochs": 1.5}, "epochs=1.5 must be a whole number (int)"),
         ({"epochs": "1.5"}, "epochs='1.5' must be a whole number (int)"),
-        ({"epochs": 0}, "epochs=0 must be a whole number in 1..1000000"),
+        ({"epochs": -1}, "epochs=-1 must be a whole number in 0..1000000"),
         ({"lr": math.inf}, "lr=inf must be a finite number (float)"),
         ({"lr": 0}, "lr=0 must be a finite number > 0 (float)"),
         ({"momentum": math.nan}, "momentum=nan must be a finite number (float)"),
@@ -152,8 +152,8 @@ def test_a_config_made_directly_is_checked_too() -> None:
     config.amp = "no"  # type: ignore[assignment]
     config.validate()  # the Trainer validates again: text spellings converted
     assert config.amp is False
-    config.epochs = 0
-    with pytest.raises(UserError, match="epochs=0"):
+    config.epochs = -1
+    with pytest.raises(UserError, match="epochs=-1"):
         config.validate()
 
 
@@ -278,7 +278,7 @@ def test_set_values_are_parsed_to_the_setting_type(fake_trainer: list) -> None:
         (["profile", "--batch-size", "0"], "--batch-size"),
         (["check", "--image-size", "0"], "--image-size"),
         (["check", "--num-classes", "0"], "--num-classes"),
-        (["train", "--epochs", "0"], "--epochs"),
+        (["train", "--epochs", "-1"], "--epochs"),
         (["train", "--lr", "0"], "--lr"),
         (["demo", "--budget", "100000000000"], "--budget"),
     ],

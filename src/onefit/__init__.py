@@ -16,7 +16,13 @@ from onefit.registry import Registry
 from onefit.search import SearchResult, list_search_strategies
 from onefit.search import search as run_search
 from onefit.space import ArchConfig, Dimension, SearchSpace, flatten_lists, nest_lists
-from onefit.supernets import Supernet, create_supernet, list_supernets, register_supernet
+from onefit.supernets import (
+    Supernet,
+    create_supernet,
+    import_once_for_all,
+    list_supernets,
+    register_supernet,
+)
 from onefit.training import TrainConfig, TrainResult, list_strategies, load_supernet, train
 from onefit.version import __version__
 
@@ -41,6 +47,7 @@ __all__ = [
     "elasticize",
     "flatten_lists",
     "from_tensors",
+    "import_once_for_all",
     "list_datasets",
     "list_search_strategies",
     "list_strategies",

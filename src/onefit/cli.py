@@ -447,7 +447,7 @@ def _apply_setting(settings: dict[str, Any], key: str, value: Any) -> None:
               help="One input of --model (default: the data's channels and side).")  # fmt: skip
 @click.option("--dataset", help="Dataset name or folder (default digits).")
 @click.option("--strategy", help="Training strategy: " + ", ".join(onefit.list_strategies()) + ".")
-@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS))
+@click.option("--epochs", type=click.IntRange(0, MAX_EPOCHS))
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True))
 @click.option("--seed", type=click.IntRange(0, MAX_SEED))
@@ -521,6 +521,7 @@ def train(
         return
     last = result.history[-1] if result.history else {}
     summary = ", ".join(f"{k[4:]} {v:.4f}" for k, v in last.items() if k.startswith("val_"))
+    summary = summary or "not trained (epochs 0): the initial weights, as given"
     console.print(f"done: {result.steps} steps; {summary}; checkpoint {result.checkpoint}")
 
 

@@ -130,7 +130,7 @@ def float_cases(draw: st.DrawFn) -> Case:
 # -- integers -------------------------------------------------------------------------------
 # name: (low, high, None allowed)
 INTS: dict[str, tuple[int, int, bool]] = {
-    "epochs": (1, MAX_EPOCHS, False),
+    "epochs": (0, MAX_EPOCHS, False),
     "batch_size": (1, MAX_BATCH_SIZE, False),
     "bn_batches": (1, MAX_STEPS, False),
     "log_every": (1, MAX_STEPS, False),

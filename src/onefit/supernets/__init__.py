@@ -13,8 +13,9 @@ Example:
     32
 """
 
-from onefit.supernets import bert, mobilenetv3, resnet, vit
+from onefit.supernets import bert, mobilenetv3, once_for_all, resnet, vit
 from onefit.supernets.base import Supernet
+from onefit.supernets.once_for_all import import_once_for_all
 from onefit.supernets.registry import (
     INIT_ONLY_KWARGS,
     SUPERNETS,
@@ -30,8 +31,10 @@ __all__ = [
     "Supernet",
     "bert",
     "create_supernet",
+    "import_once_for_all",
     "list_supernets",
     "mobilenetv3",
+    "once_for_all",
     "rebuild_supernet",
     "register_supernet",
     "resnet",

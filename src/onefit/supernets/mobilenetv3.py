@@ -442,6 +442,17 @@ class MobileNetV3Supernet(Supernet):
 
 
 @register_supernet("mobilenetv3")
-def mobilenetv3(**kwargs: Any) -> MobileNetV3Supernet:
-    """Once-for-All MobileNetV3 (``width_mult`` 1.0 or 1.2 as published)."""
-    return MobileNetV3Supernet(**kwargs)
+def mobilenetv3(*, weights: str | None = None, **kwargs: Any) -> MobileNetV3Supernet:
+    """Once-for-All MobileNetV3 (``width_mult`` 1.0 or 1.2 as published).
+
+    ``weights`` is a released Once-for-All file of this space (e.g.
+    ``ofa_mbv3_d234_e346_k357_w1.0``; see :mod:`onefit.supernets.once_for_all`), loaded
+    into the supernet built from the other arguments, which must match the file.
+    """
+    net = MobileNetV3Supernet(**kwargs)
+    if weights is not None:
+        # Imported here: the importer builds on this module.
+        from onefit.supernets.once_for_all import load_once_for_all_weights
+
+        load_once_for_all_weights(net, weights)
+    return net

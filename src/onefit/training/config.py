@@ -91,6 +91,8 @@ class TrainConfig:
     # Optimisation: SGD with Nesterov momentum and a cosine schedule, as OFA and BigNAS;
     # "adamw" for transformers (HAT, InstaTune), which SGD trains poorly.
     optimizer: str = "sgd"
+    # 0 trains nothing: the run holds the initial weights (an imported supernet, say)
+    # so it can be searched and exported as it is.
     epochs: int = 10
     batch_size: int = 64  # global batch (split across processes when distributed)
     lr: float = 0.05
@@ -317,7 +319,7 @@ _RULES: dict[str, tuple[tuple[Any, ...], str]] = {
     "task": ((Field(min_length=1),), "a task (onefit.tasks.list_tasks())"),
     "init_weights": ((Field(min_length=1),), "the path of a state-dict file (not empty)"),
     "optimizer": ((), "'sgd' or 'adamw'"),
-    "epochs": ((Field(ge=1, le=MAX_EPOCHS),), f"a whole number in 1..{MAX_EPOCHS}"),
+    "epochs": ((Field(ge=0, le=MAX_EPOCHS),), f"a whole number in 0..{MAX_EPOCHS}"),
     "batch_size": ((Field(ge=1, le=MAX_BATCH_SIZE),), f"a whole number in 1..{MAX_BATCH_SIZE}"),
     "lr": ((Field(gt=0),), "a finite number > 0"),
     "momentum": ((Field(ge=0, lt=1),), "a finite number in [0, 1)"),
