@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
-from torch.utils.flop_counter import FlopCounterMode
 
 from onefit.convert.custom_rules import find_channel_rule
 from onefit.errors import UserError
+from onefit.metrics.counting import flop_counter
 
 
 class ConversionTracer(fx.Tracer):
@@ -82,7 +82,7 @@ class NodeProfiler(fx.Interpreter):
         self.macs: dict[str, int] = {}
 
     def run_node(self, n: fx.Node) -> Any:
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             result = super().run_node(n)
         self.macs[n.name] = int(counter.get_total_flops() // 2)
         if isinstance(result, torch.Tensor):

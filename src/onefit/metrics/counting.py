@@ -98,6 +98,11 @@ _EXTRA_FORMULAS = {
 }
 
 
+def flop_counter() -> FlopCounterMode:
+    """A silent ``FlopCounterMode`` that also counts the CPU attention kernels."""
+    return FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
+
+
 @torch.no_grad()
 def count(
     model: nn.Module, input_shape: Sequence[int], *, dtype: torch.dtype | None = None
@@ -130,7 +135,7 @@ def count(
     if mha is not None:
         mha.set_fastpath_enabled(False)
     try:
-        with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
+        with flop_counter() as counter:
             model(x)
     finally:
         for module, training in modes.items():
