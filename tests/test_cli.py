@@ -32,7 +32,7 @@ def test_check_passes_constructor_options() -> None:
     [
         (
             ["check", "--supernet", "nope"],
-            "Error: unknown supernet 'nope'; known: bert, mobilenetv3, model, resnet, "
+            "Error: unknown supernet 'nope'; known: bert, mobilenetv3, model, resnet, timm, "
             "torchvision, vit",
         ),
         (

@@ -213,6 +213,48 @@ class DataDependent(nn.Module):
         return self.fc(x.flatten(1)) * 2
 
 
+class WithUntraceablePart(nn.Module):
+    """A CNN with one submodule fx cannot trace into (a branch on values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU())
+        self.odd = DataDependentConv()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.odd(self.body(self.stem(x))))
+
+
+class DataDependentConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(32, 32, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) if x.mean() > -1e9 else x  # a branch on values
+
+
+@torch.no_grad()
+def test_a_module_fx_cannot_trace_stays_whole_and_the_rest_elastic() -> None:
+    torch.manual_seed(0)
+    model = WithUntraceablePart().eval()
+    x = _input()
+    net = elasticize(model, x, verbose=False).eval()
+    rows = {row.layer: row for row in net.report.rows}
+    assert "torch.fx cannot trace this DataDependentConv" in rows["odd"].static_because
+    assert "x.mean() > -1e9" in rows["odd"].static_because  # the line it stopped at
+    assert net.space.names == ["w.stem.0", "r"]  # the stem shrinks; body.0 feeds odd
+    net.set_largest()
+    assert (net(x) - model(x)).abs().max() <= ATOL
+    config = net.space.smallest()
+    net.set_active(config)
+    static = net.extract(config)
+    assert (static(x) - net(x)).abs().max() <= ATOL
+    assert net.cost(config) == count(static, tuple(x.shape[1:]))
+
+
 def test_bad_input_gives_clear_errors() -> None:
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2)

@@ -262,7 +262,8 @@ def test_checks_are_rerun_against_the_supernet_and_pytorch(exported):
         again = float(np.abs(onnx_out - model(x[:8]).numpy()).max())
     assert again == card.checks.onnx_max_abs_diff_vs_pytorch
     checks = card.checks
-    assert checks.tolerance == TOLERANCE
+    # Scaled by the outputs' size (at least 1): float32 rounding grows with the values.
+    assert checks.tolerance == TOLERANCE * max(1.0, float(model_out.abs().max()))
     assert max(checks.max_abs_diff_vs_supernet, again) <= checks.tolerance
     assert card_of(exported, "pt").checks.onnx_max_abs_diff_vs_pytorch is None
 

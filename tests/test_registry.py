@@ -27,7 +27,7 @@ def test_duplicate_name_is_an_error() -> None:
 
 
 def test_unknown_name_lists_known_ones() -> None:
-    known = "bert, mobilenetv3, model, resnet, torchvision, vit"
+    known = "bert, mobilenetv3, model, resnet, timm, torchvision, vit"
     with pytest.raises(ValueError, match=rf"unknown supernet 'nope'; known: {known}"):
         onefit.create_supernet("nope")
 

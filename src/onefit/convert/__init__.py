@@ -14,8 +14,8 @@ Example:
 
 from __future__ import annotations
 
-# Importing these registers the families "torchvision" and "model".
-from onefit.convert import imported, torchvision  # noqa: F401
+# Importing these registers the families "torchvision", "timm" and "model".
+from onefit.convert import imported, timm_family, torchvision  # noqa: F401
 from onefit.convert.bert import bert_from_transformers
 from onefit.convert.custom_rules import (
     ChannelRule,

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from onefit.convert.custom_rules import ChannelRule, find_channel_rule
-from onefit.convert.tracing import describe, node_shape
+from onefit.convert.tracing import describe, node_shape, reads_of_called_modules
 from onefit.errors import UserError
 
 # -- what the operations do to channels ---------------------------------------------------
@@ -250,6 +250,12 @@ class _GroupFinder:
 
     # per op
     def run(self) -> None:
+        # Modules whose weights the graph also reads as values: their channels stay whole.
+        self.read_as_values = {
+            str(node.target).rpartition(".")[0]
+            for node, metadata_only in reads_of_called_modules(self.gm.graph).items()
+            if not metadata_only
+        }
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 shape = node_shape(node) or ()
@@ -280,7 +286,12 @@ class _GroupFinder:
         info = self.tensor(source)
         shape = node_shape(node)
         rule = find_channel_rule(module)
-        if rule is not None:
+        untraceable = node.meta.get("untraceable")
+        if untraceable:
+            self.keep_static(node, untraceable)
+        elif name in self.read_as_values:
+            self.keep_static(node, f"its tensors are also read directly ({type(module).__name__})")
+        elif rule is not None:
             self.custom(node, name, module, rule, info, shape)
         elif isinstance(module, nn.Conv2d) and info is not None and shape is not None:
             self.conv(node, name, module, info, shape)
@@ -434,8 +445,11 @@ class _GroupFinder:
                 layer = Layer(arg.name, info.target, "param", group, group, param_dim=own)
                 self.layers.append(layer)
             elif info.group is None or info.dim != own + offset:
-                if group is not None:
-                    self.groups.freeze(group, f"mixed with unknown channels in {node.name}")
+                # Channels meet other channels (or positions): neither side may shrink.
+                why = f"mixed with unknown channels in {node.name}"
+                for mixed in (group, info.group):
+                    if mixed is not None:
+                        self.groups.freeze(mixed, why)
             elif group is not None:
                 group = self.groups.union(group, info.group)
         self.info[node] = _Tensor(group, dim, shape)

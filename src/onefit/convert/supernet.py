@@ -22,7 +22,7 @@ from onefit.convert.modules import ActiveConv2d, ActiveLinear, RuledLayer, Slice
 from onefit.convert.options import ConversionOptions
 from onefit.convert.report import ConversionReport, build_report
 from onefit.convert.timm_rules import register_for
-from onefit.convert.tracing import NodeProfiler, trace
+from onefit.convert.tracing import NodeProfiler, reads_of_called_modules, trace
 from onefit.elastic import ElasticBatchNorm2d, permute_
 from onefit.elastic.channels import batch_norm_tensors
 from onefit.elastic.norm import ElasticLayerNorm
@@ -175,8 +175,9 @@ class ConvertedSupernet(Supernet):
         dims = {
             layer.node: layer.param_dim for layer in self.analysis.layers if layer.kind == "param"
         }
+        module_reads = reads_of_called_modules(gm.graph)
         for node in list(gm.graph.nodes):
-            if node.op != "get_attr":
+            if node.op != "get_attr" or node in module_reads:  # those stay the module's
                 continue
             target = str(node.target)
             owner_name, _, attr = target.rpartition(".")
@@ -341,6 +342,10 @@ class ConvertedSupernet(Supernet):
                 parts[target] = copy.deepcopy(module)
             else:
                 parts[target] = self._static_layer(module, layer, config)
+        for node in graph.nodes:  # tensors of called modules: the static module's own
+            if node.op == "get_attr" and str(node.target) not in parts:
+                owner, _, attr = str(node.target).rpartition(".")
+                parts[str(node.target)] = getattr(parts[owner], attr)
         static = fx.GraphModule(parts, graph, class_name=type(self.body).__name__)
         return static
 

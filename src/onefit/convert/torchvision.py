@@ -15,7 +15,7 @@ Conversion options go in as keyword arguments (``"width_mode": "global"``) or as
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +107,39 @@ def torchvision_supernet(
         >>> net.num_classes, "r" in net.space
         (10, True)
     """
+    check_family_arguments("torchvision", num_classes, in_channels)
+    return convert_named_model(
+        lambda: build_torchvision_model(model, num_classes, in_channels),
+        in_channels=in_channels,
+        image_size=image_size,
+        weights=weights,
+        options=ConversionOptions.build(options, **conversion),
+    )
+
+
+def check_family_arguments(family: str, num_classes: int, in_channels: int) -> None:
+    """Clear errors for the arguments every by-name family takes, before building."""
     check_positive_int("num_classes", num_classes, MAX_CLASSES)
     check_positive_int("in_channels", in_channels, MAX_CHANNELS)
-    # The widest torchvision classifier input is 4096 (VGG); the first conv at most 7x7x64.
-    check_memory(
-        "torchvision", num_classes * 4097 + in_channels * 64 * 49, ["num_classes", "in_channels"]
-    )
-    opts = ConversionOptions.build(options, **conversion)
-    sides = default_resolutions(image_size, opts.resolutions)
-    opts = dataclasses.replace(opts, resolutions=sides)
-    network = build_torchvision_model(model, num_classes, in_channels)
+    # The widest classifier input of these zoos is 4096 (VGG); the first conv at most
+    # 7x7x64: an estimate of the weights that grow with these arguments.
+    check_memory(family, num_classes * 4097 + in_channels * 64 * 49, ["num_classes", "in_channels"])
+
+
+def convert_named_model(
+    build: Callable[[], nn.Module],
+    *,
+    in_channels: int,
+    image_size: int,
+    weights: str | None,
+    options: ConversionOptions,
+) -> Supernet:
+    """Build a zoo's model, load the user's ``weights`` file into it, and convert it at
+    the family's resolutions (default: 128..224 for ``image_size`` 224)."""
+    sides = default_resolutions(image_size, options.resolutions)
+    options = dataclasses.replace(options, resolutions=sides)
+    network = build()
     if weights is not None:
         load_weights(network, weights)
     example = torch.zeros(2, in_channels, max(sides), max(sides))
-    return elasticize(network, example, opts, verbose=False)
+    return elasticize(network, example, options, verbose=False)

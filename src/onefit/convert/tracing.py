@@ -29,33 +29,71 @@ class ConversionTracer(fx.Tracer):
     traced into a ``layer_norm`` call with a constant width; torchvision's
     ``StochasticDepth`` would be traced with the train/eval mode of the moment fixed; a
     layer with a registered :class:`~onefit.convert.ChannelRule` is one call, whose
-    tensors the rule slices.
+    tensors the rule slices. ``leaves`` (qualified names) are kept whole too: the
+    modules an earlier attempt could not trace into.
     """
 
+    def __init__(self, leaves: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.leaves = leaves
+        self.failed_in: str | None = None  # the innermost module a failure came from
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if module_qualified_name in self.leaves:
+            return True
         if isinstance(m, nn.LayerNorm) or type(m).__name__ == "StochasticDepth":
             return True
         if find_channel_rule(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:  # raised inside m's forward (or deeper)
+                self.failed_in = self.path_of_module(m)
+            raise
+
+
+# Each untraceable module costs one more attempt; a model has far fewer than this.
+MAX_UNTRACEABLE_MODULES = 500
+
 
 def trace(model: nn.Module) -> fx.GraphModule:
     """The fx graph of ``model`` (which it shares its modules with).
 
+    A submodule whose ``forward`` fx cannot follow (data-dependent Python control flow,
+    as in timm's dynamic "same" padding) becomes one opaque call, its node marked
+    ``node.meta["untraceable"]`` with the reason, and the rest of the model is traced.
     Raises ``ValueError`` naming the model, fx's complaint and the line of ``forward``
-    it stopped at (data-dependent control flow, usually) when the model cannot be traced.
+    it stopped at when the model's own ``forward`` cannot be traced.
     """
-    tracer = ConversionTracer()
-    try:
-        graph = tracer.trace(model)
-    except Exception as error:  # fx raises many kinds; the user needs one message
-        raise UserError(
-            f"cannot trace {type(model).__name__} with torch.fx ({type(error).__name__}: "
-            f"{error}){_where(error)}; elasticize needs a model whose forward has no "
-            "data-dependent Python control flow"
-        ) from None
-    return fx.GraphModule(model, graph)
+    leaves: dict[str, str] = {}
+    while True:
+        tracer = ConversionTracer(frozenset(leaves))
+        try:
+            graph = tracer.trace(model)
+            break
+        except Exception as error:  # fx raises many kinds; the user needs one message
+            complaint = f"{type(error).__name__}: {error}"
+            failed_in = tracer.failed_in
+            if not failed_in or failed_in in leaves or len(leaves) >= MAX_UNTRACEABLE_MODULES:
+                raise UserError(
+                    f"cannot trace {type(model).__name__} with torch.fx ({complaint})"
+                    f"{_where(error)}; elasticize needs a model whose forward has no "
+                    "data-dependent Python control flow"
+                ) from None
+            kind = type(model.get_submodule(failed_in)).__name__
+            leaves[failed_in] = (
+                f"torch.fx cannot trace this {kind} ({complaint.splitlines()[0][:160]})"
+                f"{_where(error)}: kept whole, its channels static"
+            )
+    gm = fx.GraphModule(model, graph)
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and str(node.target) in leaves:
+            node.meta["untraceable"] = leaves[str(node.target)]
+    return gm
 
 
 def _where(error: BaseException) -> str:
@@ -89,6 +127,33 @@ class NodeProfiler(fx.Interpreter):
             self.shapes[n.name] = tuple(result.shape)
             n.meta["tensor_meta"] = _extract_tensor_metadata(result)
         return result
+
+
+# Attributes of a tensor that say nothing about its values or its size.
+METADATA_ATTRIBUTES = frozenset({"dtype", "device", "is_cuda", "requires_grad"})
+
+
+def reads_of_called_modules(graph: fx.Graph) -> dict[fx.Node, bool]:
+    """``get_attr`` nodes reading a tensor of a module the graph also calls, each mapped to
+    whether every use only asks for its metadata (``weight.dtype``, ``weight.device``,
+    as EdgeNeXt's positional encoding does).
+
+    Such a tensor must stay the module's own: wrapping it apart would break the module.
+    A read of its values (weight standardisation, say) sees every channel, so the
+    module's channels must then stay static.
+    """
+    called = {str(n.target) for n in graph.nodes if n.op == "call_module"}
+    reads = {}
+    for node in graph.nodes:
+        if node.op == "get_attr" and str(node.target).rpartition(".")[0] in called:
+            reads[node] = all(
+                user.op == "call_function"
+                and user.target is getattr
+                and len(user.args) == 2
+                and user.args[1] in METADATA_ATTRIBUTES
+                for user in node.users
+            )
+    return reads
 
 
 def node_shape(node: fx.Node) -> tuple[int, ...] | None:

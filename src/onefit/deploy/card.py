@@ -158,7 +158,7 @@ class Latency:
 class Checks:
     """Largest absolute output differences the export measured, each within ``tolerance``."""
 
-    tolerance: float  # the largest difference an export accepts
+    tolerance: float  # the largest difference accepted: 1e-4 times the outputs' scale (>= 1)
     max_abs_diff_vs_supernet: float  # exported model vs the supernet, same input
     onnx_max_abs_diff_vs_pytorch: float | None = None  # format "onnx"
     torchscript_max_abs_diff_vs_pytorch: float | None = None  # format "torchscript"
