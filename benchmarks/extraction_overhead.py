@@ -8,8 +8,14 @@ as is (weights sliced and kernel-transformed on every call, as in training) and 
 ``Supernet.frozen()`` (computed once per config, as in search and evaluation). Reports
 medians, the interquartile range and the supernet/static ratio of medians.
 
+Extraction is timed the same way, interleaved: building the static layers without
+initialising their tensors (what ``extract`` does) against initialising them first
+(``onefit.static.INITIALISE_EXTRACTED_LAYERS = True``, what it did before), since every
+tensor is overwritten with the supernet's weights anyway.
+
 Usage:
     python benchmarks/extraction_overhead.py [--rounds 200] [--threads 2] [--json out.json]
+    python benchmarks/extraction_overhead.py --extraction-only --extract-rounds 30
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Callable
 import torch
 
 import onefit
+import onefit.static
 
 
 def _timer() -> float:
@@ -65,21 +72,60 @@ def middle_config(space: onefit.SearchSpace) -> onefit.ArchConfig:
     return space.from_indices([len(d) // 2 for d in space.dimensions])
 
 
-def run(rounds: int, warmup: int, threads: int) -> dict:
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    net = onefit.create_supernet("mobilenetv3", num_classes=1000).eval()
-    configs = {
+def _configs(net: onefit.Supernet) -> dict[str, onefit.ArchConfig]:
+    return {
         "smallest": net.space.smallest().replace(r=224),
         "middle": middle_config(net.space).replace(r=224),
         "largest": net.space.largest(),
     }
+
+
+def time_extraction(net: onefit.Supernet, config: onefit.ArchConfig, rounds: int) -> dict:
+    """Median ms of ``extract(config)`` without and with initialising the new layers,
+    interleaved (alternating which goes first), after one warm-up of each."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(rounds + 1):
+        for initialise in (False, True) if i % 2 == 0 else (True, False):
+            onefit.static.INITIALISE_EXTRACTED_LAYERS = initialise
+            took = _time_once(lambda: net.extract(config))
+            if i > 0:
+                times[initialise].append(took)
+    onefit.static.INITIALISE_EXTRACTED_LAYERS = False
+    skip, init = (statistics.median(times[k]) for k in (False, True))
+    return {"extract_ms_median": skip, "extract_initialised_ms_median": init,
+            "extract_ratio": skip / init}  # fmt: skip
+
+
+def run_extraction(rounds: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = onefit.create_supernet("mobilenetv3", num_classes=1000).eval()
+    with torch.inference_mode():
+        configs = {name: time_extraction(net, c, rounds) for name, c in _configs(net).items()}
+    return {"configs": configs, "machine": _machine(threads, rounds)}
+
+
+def _machine(threads: int, rounds: int) -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": threads,
+        "rounds": rounds,
+    }
+
+
+def run(rounds: int, warmup: int, threads: int, extract_rounds: int = 10) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = onefit.create_supernet("mobilenetv3", num_classes=1000).eval()
+    configs = _configs(net)
     results: dict = {"configs": {}}
     # The frozen supernet is a second copy that stays inside frozen() for the whole run.
     frozen_net = copy.deepcopy(net)
     with torch.inference_mode(), frozen_net.frozen():
         for name, config in configs.items():
-            extract_ms = [_time_once(lambda c=config: net.extract(c)) for _ in range(10)]
+            extraction = time_extraction(net, config, extract_rounds)
             static = net.extract(config)
             net.set_active(config)
             frozen_net.set_active(config)
@@ -96,15 +142,9 @@ def run(rounds: int, warmup: int, threads: int) -> dict:
                     entry[f"{key}_ms"]["median"] / entry[f"static_vs_{key}_ms"]["median"]
                 )
             entry["static_ms"] = entry["static_vs_supernet_ms"]
-            entry["extract_ms_median"] = statistics.median(extract_ms)
+            entry.update(extraction)
             results["configs"][name] = entry
-    results["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "rounds": rounds,
-    }
+    results["machine"] = _machine(threads, rounds)
     return results
 
 
@@ -113,9 +153,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--extract-rounds", type=int, default=10)
+    parser.add_argument(
+        "--extraction-only",
+        action="store_true",
+        help="only time extraction, without and with initialising layers",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    results = run(args.rounds, args.warmup, args.threads)
+    if args.extraction_only:
+        results = run_extraction(args.extract_rounds, args.threads)
+        print(results["machine"])
+        print(f"{'config':<9} {'extract ms':>10} {'initialised ms':>14} {'ratio':>6}")
+        for name, r in results["configs"].items():
+            print(
+                f"{name:<9} {r['extract_ms_median']:10.1f} "
+                f"{r['extract_initialised_ms_median']:14.1f} {r['extract_ratio']:6.3f}"
+            )
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return
+    results = run(args.rounds, args.warmup, args.threads, args.extract_rounds)
     print(f"{results['machine']}")
     print(
         f"{'config':<9} {'MMACs':>6} {'static ms (IQR)':>21} {'supernet ms (IQR)':>21} "

@@ -151,6 +151,48 @@ def test_sub_networks_drop_layers_and_channels(converted) -> None:
     assert narrower, "narrow sub-networks have fewer channels"
 
 
+class ResNeXtLike(nn.Module):
+    """A bottleneck with a grouped 3x3 of 6 channels per group (8 groups of 48)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+        self.reduce = nn.Sequential(nn.Conv2d(32, 48, 1), nn.BatchNorm2d(48), nn.ReLU())
+        self.grouped = nn.Sequential(
+            nn.Conv2d(48, 48, 3, padding=1, groups=8), nn.BatchNorm2d(48), nn.ReLU()
+        )
+        self.expand = nn.Sequential(nn.Conv2d(48, 32, 1), nn.BatchNorm2d(32))
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = torch.relu(x + self.expand(self.grouped(self.reduce(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+@torch.no_grad()
+def test_a_grouped_convolution_shrinks_by_whole_groups() -> None:
+    torch.manual_seed(0)
+    model = randomize_for_comparison(ResNeXtLike()).eval()
+    x = _input()
+    net = elasticize(model, x, verbose=False).eval()
+    # Multiples of lcm(8, 6 channels per group) = 24: whole groups, channels rounded to 8.
+    assert net.space["w.reduce.0"].choices == (24, 48)
+    rows = {row.layer: row for row in net.report.rows}
+    assert rows["grouped.0"].elastic.startswith("channels: w.reduce.0")
+    net.set_largest()
+    assert (net(x) - model(x)).abs().max() <= ATOL  # sorting moved whole groups
+    configs = [net.space.smallest(), net.space.largest(), *net.space.sample_many(6, seed=0)]
+    for config in configs:
+        net.set_active(config)
+        static = net.extract(config)
+        assert (static(x) - net(x)).abs().max() <= ATOL
+        assert net.cost(config) == count(static, tuple(x.shape[1:]))
+        if config["d.add"]:  # the block runs (0: skipped)
+            conv = static.get_submodule("grouped.0")
+            assert conv.groups == conv.in_channels // 6 == config["w.reduce.0"] // 6
+
+
 class ShuffleNetLike(nn.Module):
     """A CNN with a channel shuffle (view/transpose) and a cumulative sum: unknown ops."""
 
@@ -189,7 +231,8 @@ def test_unsupported_operations_stay_static_and_the_rest_becomes_elastic() -> No
                                            "cumsum"}  # fmt: skip
     assert "out:" not in rows["expand"].elastic
     assert "unsupported op" in rows["expand"].static_because
-    assert rows["mix"].elastic == "" and "grouped convolution" in rows["mix"].static_because
+    # The grouped conv could shrink by whole groups, but the shuffle beside it fixes it.
+    assert rows["mix"].elastic == "" and "unsupported op" in rows["mix"].static_because
     # The stem's output and the residual stage after the cumsum are still elastic.
     assert "out: w.stem" in rows["stem"].elastic
     assert any(d.startswith("d.") for d in net.space.names)

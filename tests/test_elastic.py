@@ -12,6 +12,7 @@ from onefit.elastic import (
     ElasticSqueezeExcite,
     make_divisible,
 )
+from onefit.errors import UserError
 
 
 def test_make_divisible_matches_mobilenet_rounding() -> None:
@@ -211,3 +212,23 @@ def test_from_conv_copies_plain_convolutions_and_rejects_what_it_cannot_keep() -
             ElasticConv2d.from_conv(bad)
     with pytest.raises(ValueError, match="elastic kernel"):
         ElasticConv2d.from_conv(nn.Conv2d(8, 8, 5, groups=8), [3, 5])  # padding 0, not "same"
+
+
+@torch.no_grad()
+def test_a_grouped_conv_drops_whole_groups_and_keeps_their_weights() -> None:
+    conv = nn.Conv2d(12, 12, 3, padding=1, groups=4, bias=True)  # 3 channels per group
+    elastic = ElasticConv2d.from_conv(conv)
+    assert elastic.group_width == 3 and elastic.depthwise
+    x = torch.randn(2, 12, 5, 5)
+    assert torch.allclose(elastic(x), conv(x), atol=1e-6)
+    # 6 channels: the first two groups, computed with their own weights.
+    half = nn.Conv2d(6, 6, 3, padding=1, groups=2, bias=True)
+    half.weight.copy_(conv.weight[:6])
+    half.bias.copy_(conv.bias[:6])
+    assert torch.allclose(elastic(x[:, :6]), half(x[:, :6]), atol=1e-6)
+    static = elastic.to_static(6)
+    assert static.groups == 2 and torch.allclose(static(x[:, :6]), half(x[:, :6]), atol=1e-6)
+    with pytest.raises(UserError, match="3 channels per group got 5 channels"):
+        elastic(x[:, :5])
+    with pytest.raises(UserError, match="in_channels != out_channels"):
+        ElasticConv2d.from_conv(nn.Conv2d(8, 16, 3, groups=4))

@@ -214,3 +214,94 @@ def test_wrong_name_shape_or_file_is_a_clear_error(tmp_path):
         import_once_for_all(tmp_path / "nothing.pt")
     with pytest.raises(UserError, match="a file path or a state dict"):
         import_once_for_all(3)  # type: ignore[arg-type]
+
+
+# -- OFA-ResNet50 --------------------------------------------------------------------------
+WIDTHS = [0.65, 0.8, 1.0]
+BASE_DEPTHS = [2, 2, 4, 2]
+
+
+@pytest.fixture(scope="module")
+def imported_resnet(tmp_path_factory):
+    """OFA's ResNet-50 supernet and onefit's import of its file, both float64."""
+    ofa = ofa_networks.OFAResNets(
+        n_classes=10,
+        dropout_rate=0,
+        depth_list=[0, 1, 2],
+        expand_ratio_list=[0.2, 0.25, 0.35],
+        width_mult_list=WIDTHS,
+    )
+    _randomize(ofa, seed=50)
+    path = tmp_path_factory.mktemp("ofa") / "ofa_resnet50_d0-1-2_e0.2-0.25-0.35_w0.65-0.8-1.0"
+    torch.save({"state_dict": ofa.state_dict()}, path)
+    net = import_once_for_all(path, "ofa_resnet50")
+    return ofa.eval().double(), net.double().eval()
+
+
+def _set_ofa_resnet(ofa: torch.nn.Module, config: dict) -> None:
+    """onefit's config in OFA's terms: depths as extras (the stem's 2 = its conv runs),
+    widths as indices into the width list."""
+    ofa.set_active_subnet(
+        d=[2 * config["d.stem"]] + [config[f"d.{s}"] - BASE_DEPTHS[s] for s in range(4)],
+        e=[config[f"e.{i}"] for i in range(18)],
+        w=[WIDTHS.index(config["w.stem_mid"]), WIDTHS.index(config["w.stem"])]
+        + [WIDTHS.index(config[f"w.{s}"]) for s in range(4)],
+    )
+
+
+def test_every_ofa_resnet_sub_network_computes_what_ofa_computes(imported_resnet):
+    ofa, net = imported_resnet
+    assert net.spec["name"] == "resnet" and net.elastic_stem
+    assert {"w.stem_mid", "w.stem", "d.stem"} <= set(net.space.names)
+    worst = 0.0
+    for config in _configs(net, 30):
+        config = net.set_active(config)
+        _set_ofa_resnet(ofa, config)
+        x = torch.randn(1, 3, config["r"], config["r"], dtype=torch.float64)
+        with torch.no_grad():
+            expected, got = ofa(x), net(x)
+        scale = expected.abs().max().item()
+        assert scale > 1e-3
+        worst = max(worst, (expected - got).abs().max().item() / scale)
+    assert worst <= 1e-9, f"largest difference from OFA's outputs: {worst:.3g} of the logits"
+
+
+def test_ofa_resnet_macs_and_params_equal_ofas_sub_networks(imported_resnet):
+    ofa, net = imported_resnet
+    seen_stems = set()
+    for index, config in enumerate(_configs(net, 12)):
+        config = net.space.validate(config)
+        seen_stems.add(config["d.stem"])
+        _set_ofa_resnet(ofa, config)
+        subnet = ofa.get_active_subnet(preserve_weight=True).float()
+        shape = (3, config["r"], config["r"])
+        cost = net.cost(config)
+        assert cost.params == sum(p.numel() for p in subnet.parameters())
+        assert cost.macs == onefit.count(subnet, shape).macs
+        if index < 3:  # OFA's counter sums in float32 (ulp 512 at 7.5e9): rounding only
+            ofa_macs = ofa_utils.count_net_flops(subnet, (1, *shape))
+            assert cost.macs == pytest.approx(ofa_macs, rel=1e-6)
+    assert seen_stems == {0, 1}  # with and without the stem's residual conv
+
+
+@torch.no_grad()
+def test_the_elastic_stem_extracts_exactly_and_its_units_are_profiled() -> None:
+    net = onefit.create_supernet(
+        "resnet", num_classes=10, base_width=16, image_size=64, elastic_stem=True
+    ).eval()
+    x = torch.randn(2, 3, 64, 64)
+    configs = [net.space.smallest(), net.space.largest(), *net.space.sample_many(6, seed=1)]
+    for config in configs:
+        net.set_active(config)
+        static = net.extract(config)
+        assert (static(x) - net(x)).abs().max() <= 1e-5
+        assert net.cost(config) == onefit.count(static, (3, 64, 64))
+        mid, out, residual = net.stem_choice(config)
+        assert static[0][0].out_channels == mid and static[0][-3].num_features == out
+        assert len(static[0]) == (8 if residual else 7)  # 3 (+ residual) + 3 + max-pool
+    # A latency table measures each unit of profiling_configs once: every config's are there.
+    profiled = {unit for c in net.profiling_configs() for unit in net.units(c)}
+    for config in net.space.sample_many(50, seed=2):
+        assert set(net.units(config)) <= profiled, config
+    with pytest.raises(UserError, match="elastic_stem must be true or false"):
+        onefit.create_supernet("resnet", elastic_stem="yes")

@@ -84,6 +84,10 @@ BINARY_FUNCTIONS: set[Callable[..., Any]] = {
     torch.sub,
 }
 BINARY_METHODS = {"add", "mul", "sub", "div"}
+# Reductions over some dimensions (squeeze-excite's x.mean((2, 3), keepdim=True)):
+# channels pass through when the channel dimension is not reduced.
+REDUCTION_METHODS = {"mean", "sum", "amax", "amin"}
+REDUCTION_FUNCTIONS: set[Callable[..., Any]] = {torch.mean, torch.sum, torch.amax, torch.amin}
 # Calls that read a tensor's shape, not its values.
 SHAPE_QUERIES: set[Any] = {getattr, "size", "dim"}
 
@@ -101,7 +105,9 @@ class Layer:
 
     node: str
     name: str  # module name (or node name for functions)
-    kind: str  # conv | depthwise | linear | batchnorm | layernorm | param | custom | other
+    kind: (
+        str  # conv | depthwise | grouped | linear | batchnorm | layernorm | param | custom | other
+    )
     in_group: int | None = None
     out_group: int | None = None
     channel_dim: int = 1  # for layer norms: 1 (NCHW) or -1 (last dim)
@@ -374,6 +380,10 @@ class _GroupFinder:
         elif conv.groups == conv.in_channels == conv.out_channels and info.group is not None:
             out = info.group
             self.layers.append(Layer(node.name, name, "depthwise", out, out))
+        elif conv.in_channels == conv.out_channels and info.group is not None:
+            # Grouped (ResNeXt, RegNet): whole groups drop, channels per group stay.
+            out = info.group
+            self.layers.append(Layer(node.name, name, "grouped", out, out))
         else:
             why = f"grouped convolution (groups={conv.groups})"
             in_group = self.group_at(info, 1, conv.in_channels, why)
@@ -418,6 +428,10 @@ class _GroupFinder:
             len(tensors) == 1 and node.args and node.args[0] is tensors[0]
         ):
             self.pass_through(node, tensors[0])
+        elif (target in REDUCTION_METHODS if method else target in REDUCTION_FUNCTIONS) and len(
+            tensors
+        ) == 1:
+            self.reduction(node)
         elif target in (torch.flatten, "flatten") and _flatten_args(node) == (1, -1):
             self.flatten(node, node.args[0])
         elif target in (torch.permute, "permute") and len(tensors) == 1:
@@ -453,6 +467,30 @@ class _GroupFinder:
             elif group is not None:
                 group = self.groups.union(group, info.group)
         self.info[node] = _Tensor(group, dim, shape)
+
+    def reduction(self, node: fx.Node) -> None:
+        """A mean/sum/max over dimensions other than the channels keeps the channels."""
+        info = self.tensor(node.args[0]) if node.args else None
+        dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        keepdim = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
+        dims = [dims] if isinstance(dims, int) else dims
+        shape = node_shape(node)
+        if (
+            info is None
+            or info.dim is None
+            or shape is None
+            or not isinstance(dims, (list, tuple))
+            or not all(isinstance(d, int) for d in dims)
+            or not isinstance(keepdim, bool)
+        ):
+            self.keep_static(node, describe(node, self.gm))
+            return
+        reduced = {d % len(info.shape) for d in dims}
+        if info.dim in reduced:
+            self.keep_static(node, f"{describe(node, self.gm)} over the channels")
+            return
+        dim = info.dim if keepdim else info.dim - sum(d < info.dim for d in reduced)
+        self.info[node] = _Tensor(info.group, dim, shape)
 
     def permute(self, node: fx.Node) -> None:
         info = self.tensor(node.args[0])

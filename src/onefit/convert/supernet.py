@@ -11,6 +11,7 @@ computes what the original model computes. Extraction runs the same graph with p
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -157,7 +158,7 @@ class ConvertedSupernet(Supernet):
             module = gm.get_submodule(layer.name)
             if layer.kind == "custom" and layer.rule is not None:
                 elastic: nn.Module = RuledLayer(module, layer.rule)
-            elif isinstance(module, nn.Conv2d) and layer.kind in ("conv", "depthwise"):
+            elif isinstance(module, nn.Conv2d) and layer.kind in ("conv", "depthwise", "grouped"):
                 sizes = _kernel_choices(module) if layer.kind == "depthwise" else None
                 elastic = ActiveConv2d.from_conv(module, sizes)
             elif isinstance(module, nn.Linear):
@@ -200,7 +201,8 @@ class ConvertedSupernet(Supernet):
         for group, size in analysis.group_sizes.items():  # in the order of their producers
             if analysis.is_static(group) or group not in analysis.group_names:
                 continue
-            choices = width_choices(size, ratios, round_to)
+            # Grouped convolutions keep their channels per group: widths are whole groups.
+            choices = width_choices(size, ratios, math.lcm(round_to, self.group_width(group)))
             if len(choices) < 2:
                 analysis.static_reasons[group] = [f"too narrow to shrink ({size} channels)"]
                 continue
@@ -419,7 +421,7 @@ class ConvertedSupernet(Supernet):
             k = kernel or module.max_kernel_size
             c_in = in_width or module.in_channels
             c_out = c_in if module.depthwise else (out_width or module.out_channels)
-            per_out = k * k * (1 if module.depthwise else c_in)
+            per_out = k * k * (module.group_width if module.depthwise else c_in)
             bias = c_out if module.bias is not None else 0
             spatial = out_shape[2] * out_shape[3]
             return Cost(macs=c_out * per_out * spatial, params=c_out * per_out + bias)
@@ -491,14 +493,25 @@ class ConvertedSupernet(Supernet):
             score = torch.zeros(self.analysis.group_sizes[group], dtype=torch.float64)
             for layer in members:
                 weight = self._weight(layer)
-                if weight is None or layer.kind not in ("conv", "linear", "depthwise"):
+                if weight is None or layer.kind not in ("conv", "linear", "depthwise", "grouped"):
                     continue
                 dim = 0 if layer.out_group == group else 1
                 norms = weight.detach().abs().transpose(0, dim).flatten(1).sum(1).double().cpu()
                 score += norms / norms.mean().clamp_min(1e-12)
-            order = torch.argsort(score, descending=True, stable=True)
+            order = _block_order(score, self.group_width(group))
             for layer in members:
                 permute_(self._channel_tensors(layer, group), order)
+
+    def group_width(self, group: int) -> int:
+        """Channels per group of the grouped convolutions on ``group`` (1: none): widths
+        of ``group`` are multiples of it, and sorting moves whole groups."""
+        width = 1
+        for layer in self.analysis.layers:
+            if layer.kind == "grouped" and layer.in_group == group:
+                conv = self.body.get_submodule(layer.name)
+                if isinstance(conv, ActiveConv2d):
+                    width = math.lcm(width, conv.group_width)
+        return width
 
     def _weight(self, layer: Layer) -> torch.Tensor | None:
         if layer.kind == "param":
@@ -518,16 +531,30 @@ class ConvertedSupernet(Supernet):
         if isinstance(module, RuledLayer):
             return _rule_tensors(module, layer, group)
         if isinstance(module, (ActiveConv2d, ActiveLinear)):
-            if layer.kind == "depthwise" or layer.out_group == group:
+            if layer.kind in ("depthwise", "grouped") or layer.out_group == group:
                 tensors: list[tuple[torch.Tensor | None, int]] = [
                     (module.weight, 0),
                     (module.bias, 0),
                 ]
-                if layer.kind != "depthwise" and layer.in_group == group:
+                if layer.kind not in ("depthwise", "grouped") and layer.in_group == group:
                     tensors.append((module.weight, 1))
                 return tensors
             return [(module.weight, 1)]
         return []
+
+
+def _block_order(score: torch.Tensor, block: int) -> torch.Tensor:
+    """Channels most important first, moving blocks of ``block`` channels as wholes (the
+    groups of a grouped convolution), each block keeping its inner order.
+
+    Example:
+        >>> _block_order(torch.tensor([1.0, 2.0, 5.0, 0.0]), 2).tolist()
+        [2, 3, 0, 1]
+    """
+    if block == 1:
+        return torch.argsort(score, descending=True, stable=True)
+    blocks = torch.argsort(score.view(-1, block).sum(1), descending=True, stable=True)
+    return (blocks[:, None] * block + torch.arange(block)).flatten()
 
 
 def _rule_tensors(

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.errors import UserError
+from onefit.static import uninitialised
 
 
 def _state(tensors: Iterable[torch.Tensor | None]) -> tuple:
@@ -32,7 +33,11 @@ class ElasticConv2d(nn.Module):
     channels (Cai et al., "Once-for-All", ICLR 2020, Sec. 3.2), initialised to the
     identity so that a fresh supernet starts with plain centre-cropping.
 
-    ``depthwise=True`` makes a depthwise convolution (groups = active channels).
+    ``depthwise=True`` makes a depthwise convolution (groups = active channels); with
+    ``group_width=g`` a grouped one of ``g`` channels per group, whose number of groups
+    shrinks with the channels (active channels // g). Keeping the channels per group
+    fixed is what RegNet and ResNeXt scale (their "group width"), and a prefix of the
+    channels is then a prefix of whole groups, each with its weights unchanged.
     ``padding`` defaults to "same" (``k // 2`` for the active kernel); a fixed padding or a
     dilation other than 1 (convolutions converted from existing models) needs a single
     kernel size, since the kernel ladder relies on "same" padding.
@@ -54,6 +59,7 @@ class ElasticConv2d(nn.Module):
         bias: bool = False,
         padding: int | None = None,
         dilation: int = 1,
+        group_width: int = 1,
     ) -> None:
         super().__init__()
         sizes = sorted({kernel_sizes} if isinstance(kernel_sizes, int) else set(kernel_sizes))
@@ -65,6 +71,11 @@ class ElasticConv2d(nn.Module):
             raise UserError("a dilated convolution needs its padding given explicitly")
         if depthwise and in_channels != out_channels:
             raise UserError("a depthwise convolution needs in_channels == out_channels")
+        if group_width < 1 or in_channels % group_width or (group_width > 1 and not depthwise):
+            raise UserError(
+                f"group_width {group_width} must divide in_channels {in_channels} "
+                "(with depthwise=True)"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_sizes = tuple(sizes)
@@ -72,8 +83,10 @@ class ElasticConv2d(nn.Module):
         self.depthwise = depthwise
         self.padding = padding
         self.dilation = dilation
+        self.group_width = group_width
         k = sizes[-1]
-        self.weight = nn.Parameter(torch.empty(out_channels, 1 if depthwise else in_channels, k, k))
+        per_group = group_width if depthwise else in_channels
+        self.weight = nn.Parameter(torch.empty(out_channels, per_group, k, k))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         # One transform per step down the kernel ladder, e.g. "7to5" and "5to3".
         self.kernel_transforms = nn.ParameterDict(
@@ -96,7 +109,8 @@ class ElasticConv2d(nn.Module):
     @classmethod
     @torch.no_grad()
     def from_conv(cls, conv: nn.Conv2d, kernel_sizes: Sequence[int] | None = None) -> ElasticConv2d:
-        """An elastic copy of a plain square ``conv`` (groups 1 or depthwise), same weights.
+        """An elastic copy of a plain square ``conv``, same weights: groups 1, depthwise, or
+        grouped with ``in_channels == out_channels`` (its channels per group then fixed).
 
         ``kernel_sizes`` (odd, up to the conv's kernel) makes the kernel elastic; it needs
         "same" padding and no dilation.
@@ -111,8 +125,10 @@ class ElasticConv2d(nn.Module):
         if kernel_sizes and (padding[0] != k // 2 or dilation != 1 or k % 2 == 0):
             raise UserError(f"an elastic kernel needs an odd kernel, 'same' padding, got {conv}")
         depthwise = conv.groups > 1
-        if depthwise and not conv.groups == conv.in_channels == conv.out_channels:
-            raise UserError(f"grouped convolutions other than depthwise do not convert: {conv}")
+        if depthwise and conv.in_channels != conv.out_channels:
+            raise UserError(
+                f"grouped convolutions with in_channels != out_channels do not convert: {conv}"
+            )
         elastic = cls(
             conv.in_channels,
             conv.out_channels,
@@ -122,6 +138,7 @@ class ElasticConv2d(nn.Module):
             bias=conv.bias is not None,
             padding=None if kernel_sizes else padding[0],
             dilation=dilation,
+            group_width=conv.in_channels // conv.groups if depthwise else 1,
         )
         elastic.weight.copy_(conv.weight)
         if conv.bias is not None and elastic.bias is not None:
@@ -194,11 +211,17 @@ class ElasticConv2d(nn.Module):
             raise UserError(
                 f"ElasticConv2d holds {self.in_channels} input channels, got {in_channels}"
             )
+        if in_channels % self.group_width:
+            raise UserError(
+                f"a grouped convolution of {self.group_width} channels per group got "
+                f"{in_channels} channels"
+            )
         k = kernel_size or self.kernel_sizes[-1]
         if self.depthwise:
             weight, bias = self.active_weight(in_channels, in_channels, k)
+            groups = in_channels // self.group_width
             return F.conv2d(
-                x, weight, bias, self.stride, self.padding_for(k), self.dilation, in_channels
+                x, weight, bias, self.stride, self.padding_for(k), self.dilation, groups
             )
         weight, bias = self.active_weight(in_channels, out_channels or self.out_channels, k)
         return F.conv2d(x, weight, bias, self.stride, self.padding_for(k), self.dilation)
@@ -211,15 +234,17 @@ class ElasticConv2d(nn.Module):
         out = in_channels if self.depthwise else (out_channels or self.out_channels)
         k = kernel_size or self.max_kernel_size
         weight, bias = self.active_weight(in_channels, out, k)
-        conv = nn.Conv2d(
+        conv = uninitialised(
+            nn.Conv2d,
             in_channels,
             out,
             k,
             stride=self.stride,
             padding=self.padding_for(k),
             dilation=self.dilation,
-            groups=in_channels if self.depthwise else 1,
+            groups=in_channels // self.group_width if self.depthwise else 1,
             bias=bias is not None,
+            like=weight,
         )
         conv.weight.copy_(weight)
         if bias is not None and conv.bias is not None:
@@ -228,6 +253,8 @@ class ElasticConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         kind = "depthwise, " if self.depthwise else ""
+        if self.group_width > 1:
+            kind = f"grouped ({self.group_width} per group), "
         return (
             f"{kind}{self.in_channels}, {self.out_channels}, kernel_sizes={list(self.kernel_sizes)}"
             f", stride={self.stride}, bias={self.bias is not None}"

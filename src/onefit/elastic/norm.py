@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.errors import UserError
-from onefit.static import LayerNorm2d
+from onefit.static import LayerNorm2d, uninitialised
 
 
 def _prefix(channels: int, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
@@ -24,7 +24,7 @@ def prefix_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def static_layer_norm(norm: nn.LayerNorm, width: int) -> nn.LayerNorm:
     """A plain ``nn.LayerNorm`` with a copy of ``norm``'s first ``width`` features."""
-    static = nn.LayerNorm(width, eps=norm.eps)
+    static = uninitialised(nn.LayerNorm, width, eps=norm.eps, like=norm.weight)
     static.weight.copy_(norm.weight[:width])
     static.bias.copy_(norm.bias[:width])
     return static
@@ -116,7 +116,21 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
     @torch.no_grad()
     def to_static(self, channels: int) -> nn.BatchNorm2d:
         """A plain ``nn.BatchNorm2d`` with a copy of the first ``channels`` channels."""
-        bn = nn.BatchNorm2d(channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
+        like = self.weight if self.weight is not None else self.running_mean
+        if like is None:  # no affine parameters and no statistics: nothing to copy
+            return nn.BatchNorm2d(
+                channels, eps=self.eps, momentum=self.momentum, affine=False,
+                track_running_stats=False,
+            )  # fmt: skip
+        bn = uninitialised(
+            nn.BatchNorm2d,
+            channels,
+            eps=self.eps,
+            momentum=self.momentum,
+            affine=self.affine,
+            track_running_stats=self.track_running_stats,
+            like=like,
+        )
         if bn.weight is not None and bn.bias is not None:
             bn.weight.copy_(self.weight[:channels])
             bn.bias.copy_(self.bias[:channels])

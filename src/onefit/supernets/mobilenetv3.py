@@ -61,6 +61,7 @@ from onefit.supernets.base import (
     default_resolutions,
 )
 from onefit.supernets.inputs import ImageInput
+from onefit.supernets.once_for_all import load_once_for_all_weights
 from onefit.supernets.registry import register_supernet
 
 STEM_WIDTH = 16
@@ -246,6 +247,9 @@ class MobileNetV3Supernet(Supernet):
         >>> net.macs(cfg) == count(net.extract(cfg), (1, 28, 28)).macs
         True
     """
+
+    # Key layout of Once-for-All's released files for this family (onefit.supernets.once_for_all).
+    once_for_all_layout = "mobilenetv3"
 
     def __init__(
         self,
@@ -451,8 +455,5 @@ def mobilenetv3(*, weights: str | None = None, **kwargs: Any) -> MobileNetV3Supe
     """
     net = MobileNetV3Supernet(**kwargs)
     if weights is not None:
-        # Imported here: the importer builds on this module.
-        from onefit.supernets.once_for_all import load_once_for_all_weights
-
         load_once_for_all_weights(net, weights)
     return net

@@ -1,13 +1,15 @@
 """Import the published Once-for-All supernets (Cai et al., ICLR 2020) into onefit.
 
-MIT HAN Lab released ImageNet supernets trained with progressive shrinking, e.g.
+MIT HAN Lab released ImageNet supernets trained with progressive shrinking:
 ``ofa_mbv3_d234_e346_k357_w1.0`` and ``..._w1.2`` (MobileNetV3 space: depths 2/3/4,
-expand ratios 3/4/6, kernels 3/5/7, width 1.0 or 1.2). Each file is a
-``{"state_dict": ...}`` of OFA's ``OFAMobileNetV3``. This module renames those keys to
-onefit's :class:`~onefit.supernets.mobilenetv3.MobileNetV3Supernet`, whose blocks
-compute exactly what OFA's dynamic layers compute (same channel prefixes, the same
-kernel-transform matrices, the same squeeze-excite width rule), so every sub-network
-of the imported supernet gives OFA's outputs.
+expand ratios 3/4/6, kernels 3/5/7, width 1.0 or 1.2) and ``ofa_resnet50`` (the file
+``ofa_resnet50_d0-1-2_e0.2-0.25-0.35_w0.65-0.8-1.0``). Each file is a
+``{"state_dict": ...}`` of OFA's ``OFAMobileNetV3`` or ``OFAResNets``. This module
+renames those keys to onefit's ``mobilenetv3`` and ``resnet`` families (the latter with
+``elastic_stem=True``, OFA-ResNet's three stem dimensions), whose layers compute exactly
+what OFA's dynamic layers compute (same channel prefixes, the same kernel-transform
+matrices, the same squeeze-excite and bottleneck width rules), so every sub-network of
+the imported supernet gives OFA's outputs.
 
 Older OFA files use other key names, which OFA's own ``load_state_dict`` still
 rewrites: ``.mobile_inverted_conv.`` for ``.conv.``, ``.bn.`` for the nested
@@ -30,17 +32,30 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from onefit.errors import UnknownNameError, UserError, UserTypeError
 from onefit.files import read_state_dict
-from onefit.supernets.mobilenetv3 import MobileNetV3Supernet
+from onefit.supernets.base import Supernet
 from onefit.supernets.registry import create_supernet
 
+if TYPE_CHECKING:  # the families import this module to load weights: no import back
+    from onefit.supernets.mobilenetv3 import MobileNetV3Supernet
+    from onefit.supernets.resnet import ResNetSupernet
+
 _MBV3_NAME = re.compile(r"ofa_mbv3_d(\d+)_e(\d+)_k(\d+)_w(\d+(?:\.\d+)?)")
-KNOWN_NAMES = ("ofa_mbv3_d234_e346_k357_w1.0", "ofa_mbv3_d234_e346_k357_w1.2")
+RESNET50_NAMES = ("ofa_resnet50", "ofa_resnet50_d0-1-2_e0.2-0.25-0.35_w0.65-0.8-1.0")
+KNOWN_NAMES = ("ofa_mbv3_d234_e346_k357_w1.0", "ofa_mbv3_d234_e346_k357_w1.2", *RESNET50_NAMES)
+# OFA-ResNet50: base depths 2/2/4/2 plus 0..2, expand 0.2/0.25/0.35, widths 0.65/0.8/1.0.
+RESNET50_ARGUMENTS: dict[str, Any] = {
+    "base_width": 64,
+    "depth_extras": (0, 1, 2),
+    "expand_ratios": (0.2, 0.25, 0.35),
+    "width_mults": (0.65, 0.8, 1.0),
+    "elastic_stem": True,
+}
 
 # OFA's names of the parts of one inverted-residual block -> onefit's.
 _BLOCK_PARTS = {
@@ -68,21 +83,25 @@ _FIXED_PARTS = {
 _KERNEL_MATRIX = re.compile(r"depth_conv\.conv\.(\d+to\d+)_matrix$")
 
 
-def mobilenetv3_arguments(name: str) -> dict[str, Any]:
-    """The ``mobilenetv3`` family's arguments for the OFA supernet called ``name``.
+def family_arguments(name: str) -> tuple[str, dict[str, Any]]:
+    """The onefit family and its arguments for the OFA supernet called ``name``.
 
     Example:
-        >>> mobilenetv3_arguments("ofa_mbv3_d234_e346_k357_w1.2")["width_mult"]
+        >>> family_arguments("ofa_mbv3_d234_e346_k357_w1.2")[1]["width_mult"]
         1.2
+        >>> family_arguments("ofa_resnet50")[0]
+        'resnet'
     """
+    if name in RESNET50_NAMES:
+        return "resnet", dict(RESNET50_ARGUMENTS)
     match = _MBV3_NAME.fullmatch(name) if isinstance(name, str) else None
     if match is None:
         raise UnknownNameError(
             f"unknown Once-for-All supernet {name!r}; known: {', '.join(KNOWN_NAMES)} "
-            "(the name says ofa_mbv3_d<depths>_e<expand ratios>_k<kernels>_w<width>)"
+            "(MobileNetV3 names say ofa_mbv3_d<depths>_e<expand ratios>_k<kernels>_w<width>)"
         )
     depths, ratios, kernels, width = match.groups()
-    return {
+    return "mobilenetv3", {
         "depths": tuple(int(d) for d in depths),
         "expand_ratios": tuple(int(e) for e in ratios),
         "kernel_sizes": tuple(int(k) for k in kernels),
@@ -103,8 +122,56 @@ def _unnested(key: str) -> str:
     return key
 
 
-def _renamed(key: str, max_depth: int) -> str | None:
-    """onefit's name for the (un-nested) OFA key, or None for a key onefit lacks."""
+def _renamed(key: str, net: Supernet) -> str | None:
+    """onefit's name in ``net`` for the (un-nested) OFA key, None for a key onefit lacks."""
+    layout = getattr(net, "once_for_all_layout", None)  # set by the two families' classes
+    if layout == "resnet":
+        return _renamed_resnet(key, net)  # type: ignore[arg-type]
+    if layout == "mobilenetv3":
+        return _renamed_mobilenetv3(key, int(getattr(net, "max_depth")))  # noqa: B009
+    raise UserTypeError(
+        f"Once-for-All weights fit mobilenetv3 and resnet, not {type(net).__name__}"
+    )
+
+
+_RESNET_FIXED = {
+    "input_stem.0.conv.weight": "stem.0.weight",
+    "input_stem.0.bn.": "stem.1.",
+    "input_stem.1.conv.weight": "stem.3.body.0.weight",  # the residual stem conv
+    "input_stem.1.conv.bn.": "stem.3.body.1.",
+    "input_stem.2.conv.weight": "stem.4.weight",
+    "input_stem.2.bn.": "stem.5.",
+    "classifier.linear.": "classifier.",
+}
+_RESNET_BLOCK = {
+    "conv1.conv.weight": "conv1.weight",
+    "conv1.bn.": "bn1.",
+    "conv2.conv.weight": "conv2.weight",
+    "conv2.bn.": "bn2.",
+    "conv3.conv.weight": "conv3.weight",
+    "conv3.bn.": "bn3.",
+    "downsample.conv.weight": "shortcut_conv.weight",
+    "downsample.bn.": "shortcut_bn.",
+}
+
+
+def _renamed_resnet(key: str, net: ResNetSupernet) -> str | None:
+    for prefix, target in _RESNET_FIXED.items():
+        if key.startswith(prefix):
+            return target + key[len(prefix) :]
+    match = re.fullmatch(r"blocks\.(\d+)\.(.+)", key)
+    if match is None:
+        return None
+    index, part = int(match.group(1)), match.group(2)
+    stage = sum(offset <= index for offset in net.block_offsets) - 1
+    block = f"stages.{stage}.{index - net.block_offsets[stage]}."
+    for prefix, target in _RESNET_BLOCK.items():
+        if part.startswith(prefix):
+            return block + target + part[len(prefix) :]
+    return None
+
+
+def _renamed_mobilenetv3(key: str, max_depth: int) -> str | None:
     for prefix, target in _FIXED_PARTS.items():
         if key.startswith(prefix):
             return target + key[len(prefix) :]
@@ -122,15 +189,16 @@ def _renamed(key: str, max_depth: int) -> str | None:
     return None
 
 
-def onefit_state_dict(ofa_state: Mapping[str, torch.Tensor], net: MobileNetV3Supernet) -> dict:
-    """OFA's MobileNetV3 state dict renamed to ``net``'s keys, checked key by key."""
+def onefit_state_dict(ofa_state: Mapping[str, torch.Tensor], net: Supernet) -> dict:
+    """OFA's state dict renamed to ``net``'s keys (a mobilenetv3 or resnet supernet),
+    checked key by key: every key known, every tensor of ``net`` given, shapes equal."""
     expected = net.state_dict()
     renamed: dict[str, torch.Tensor] = {}
     unknown = []
     for key, value in ofa_state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise UserTypeError(f"a state dict maps names to tensors, got {key!r}: {type(value)}")
-        target = _renamed(_unnested(key), net.max_depth)
+        target = _renamed(_unnested(key), net)
         if target is None or target not in expected:
             unknown.append(key)
             continue
@@ -144,7 +212,7 @@ def onefit_state_dict(ofa_state: Mapping[str, torch.Tensor], net: MobileNetV3Sup
     missing = sorted(set(expected) - set(renamed))
     if unknown or missing:
         raise UserError(
-            "not a Once-for-All MobileNetV3 state dict of this shape: "
+            f"not a Once-for-All {type(net).__name__} state dict of this shape: "
             + (f"{len(unknown)} unknown keys (first: {unknown[:3]})" if unknown else "")
             + ("; " if unknown and missing else "")
             + (f"{len(missing)} missing (first: {missing[:3]})" if missing else "")
@@ -155,11 +223,11 @@ def onefit_state_dict(ofa_state: Mapping[str, torch.Tensor], net: MobileNetV3Sup
 def ofa_state_dict(net: MobileNetV3Supernet) -> dict[str, torch.Tensor]:
     """``net``'s weights under the key names OFA's ``OFAMobileNetV3`` uses today.
 
-    The inverse of :func:`onefit_state_dict`, for exporting to OFA's code and for tests.
+    The inverse of :func:`onefit_state_dict` (MobileNetV3), for exporting to OFA's code.
     """
     names = {}
     for key in _ofa_keys(net):
-        target = _renamed(_unnested(key), net.max_depth)
+        target = _renamed_mobilenetv3(_unnested(key), net.max_depth)
         names[target] = key
     return {names[key]: value for key, value in net.state_dict().items()}
 
@@ -215,9 +283,7 @@ def _num_classes(state: Mapping[str, Any]) -> int:
     raise UserError("not a Once-for-All state dict: it holds no classifier.linear weight")
 
 
-def load_once_for_all_weights(
-    net: MobileNetV3Supernet, source: str | Path | Mapping[str, Any]
-) -> None:
+def load_once_for_all_weights(net: Supernet, source: str | Path | Mapping[str, Any]) -> None:
     """Load OFA's weights (a file or a state dict, either key spelling) into ``net``."""
     net.load_state_dict(onefit_state_dict(_read(source), net))
 
@@ -226,29 +292,29 @@ def import_once_for_all(
     source: str | Path | Mapping[str, Any],
     name: str = "ofa_mbv3_d234_e346_k357_w1.0",
     **kwargs: Any,
-) -> MobileNetV3Supernet:
+) -> Supernet:
     """The onefit supernet holding a released Once-for-All supernet's weights.
 
     ``source`` is the downloaded file (e.g. ``ofa_mbv3_d234_e346_k357_w1.0``, a
-    ``{"state_dict": ...}``) or a state dict; ``name`` says which supernet it is. The
-    number of classes is read from the weights; other ``mobilenetv3`` arguments
-    (``image_size``, ``resolutions``) pass through ``kwargs``. Dropout defaults to 0,
-    as in OFA's model zoo. The result is built with ``create_supernet``, so it trains,
+    ``{"state_dict": ...}``) or a state dict; ``name`` says which supernet it is
+    (:data:`KNOWN_NAMES`). The number of classes is read from the weights; other family
+    arguments (``image_size``, ``resolutions``) pass through ``kwargs``. Dropout
+    defaults to 0, as in OFA's model zoo. The result is built with ``create_supernet``
+    (family ``mobilenetv3``, or ``resnet`` with ``elastic_stem=True``), so it trains,
     saves, searches and exports like any onefit supernet.
 
     Example:
         >>> import onefit
+        >>> from onefit.supernets.mobilenetv3 import MobileNetV3Supernet
         >>> state = ofa_state_dict(MobileNetV3Supernet(num_classes=10))
         >>> net = onefit.import_once_for_all(state)
         >>> net.spec["name"], net.num_classes, net.width_mult
         ('mobilenetv3', 10, 1.0)
     """
     state = _read(source)
-    arguments = {"num_classes": _num_classes(state), "dropout": 0.0}
-    arguments.update(mobilenetv3_arguments(name))
+    family, arguments = family_arguments(name)
+    arguments.update({"num_classes": _num_classes(state), "dropout": 0.0})
     arguments.update(kwargs)
-    net = create_supernet("mobilenetv3", **arguments)
-    if not isinstance(net, MobileNetV3Supernet):  # pragma: no cover - registry guarantee
-        raise TypeError(f"mobilenetv3 built a {type(net).__name__}")
+    net = create_supernet(family, **arguments)
     load_once_for_all_weights(net, state)
     return net

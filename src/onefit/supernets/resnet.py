@@ -17,6 +17,13 @@ Search space (dimension names):
     ``w.s``   width multiplier of stage ``s``, default {0.65, 0.8, 1.0}
     ``r``     input resolution
 
+With ``elastic_stem=True`` the stem is elastic too, as in OFA-ResNet50 (needed to
+express every one of its sub-networks, e.g. after :func:`onefit.import_once_for_all`):
+    ``w.stem_mid``  width multiplier of the stem's first two convs (their width is
+                    ``make_divisible(make_divisible(base_width * m) // 2)``)
+    ``w.stem``      width multiplier of the stem's output (``make_divisible(base_width * m)``)
+    ``d.stem``      1 runs the stem's residual 3x3 conv, 0 skips it
+
 Blocks are numbered across stages (stage ``s`` owns blocks ``offset(s) ..
 offset(s) + max_depth(s) - 1``); choices of blocks beyond a stage's depth are ignored.
 """
@@ -41,7 +48,7 @@ from onefit.elastic import (
     make_divisible,
     permute_,
 )
-from onefit.errors import UserError
+from onefit.errors import UserError, UserTypeError
 from onefit.metrics.counting import Cost, conv_cost, conv_output_size, linear_cost
 from onefit.space import ArchConfig, SearchSpace
 from onefit.static import Residual
@@ -61,6 +68,7 @@ from onefit.supernets.base import (
     default_resolutions,
 )
 from onefit.supernets.inputs import ImageInput
+from onefit.supernets.once_for_all import load_once_for_all_weights
 from onefit.supernets.registry import register_supernet
 
 BASE_DEPTHS = (2, 2, 4, 2)
@@ -214,6 +222,9 @@ class ResNetSupernet(Supernet):
         torch.Size([1, 10])
     """
 
+    # Key layout of Once-for-All's released files for this family (onefit.supernets.once_for_all).
+    once_for_all_layout = "resnet"
+
     def __init__(
         self,
         *,
@@ -227,8 +238,11 @@ class ResNetSupernet(Supernet):
         expand_ratios: Sequence[float] = (0.2, 0.25, 0.35),
         width_mults: Sequence[float] = (0.65, 0.8, 1.0),
         dropout: float = 0.0,
+        elastic_stem: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(elastic_stem, bool):
+            raise UserTypeError(f"elastic_stem must be true or false, got {elastic_stem!r}")
         check_positive_int("num_classes", num_classes, MAX_CLASSES)
         check_positive_int("in_channels", in_channels, MAX_CHANNELS)
         check_positive_int("base_width", base_width, MAX_WIDTH)
@@ -269,24 +283,36 @@ class ResNetSupernet(Supernet):
             BOTTLENECK_EXPANSION * base_width * 2**s for s in range(len(base_depths))
         ]
 
+        self.base_width = base_width
+        self.elastic_stem = elastic_stem
         stem_mid = make_divisible(base_width / 2)
+        if elastic_stem:
+            stem_mid = self.stem_mid_width(max(self.width_mults))
         self.stem_widths = (stem_mid, base_width)
+        # Elastic layers only with elastic_stem: the same keys either way (stem.0.weight...).
+        conv = ElasticConv2d if elastic_stem else nn.Conv2d
+        norm = ElasticBatchNorm2d if elastic_stem else nn.BatchNorm2d
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem_mid, 3, self.stem_stride, 1, bias=False),
-            nn.BatchNorm2d(stem_mid),
+            _conv3x3(conv, in_channels, stem_mid, self.stem_stride),
+            norm(stem_mid),
             nn.ReLU(inplace=True),
             Residual(
                 nn.Sequential(
-                    nn.Conv2d(stem_mid, stem_mid, 3, 1, 1, bias=False),
-                    nn.BatchNorm2d(stem_mid),
-                    nn.ReLU(inplace=True),
+                    _conv3x3(conv, stem_mid, stem_mid, 1), norm(stem_mid), nn.ReLU(inplace=True)
                 )
             ),
-            nn.Conv2d(stem_mid, base_width, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(base_width),
+            _conv3x3(conv, stem_mid, base_width, 1),
+            norm(base_width),
             nn.ReLU(inplace=True),
             *([nn.MaxPool2d(3, 2, 1)] if self.uses_maxpool else []),
         )
+        self._stem_active = (stem_mid, base_width, 1)  # mid width, output width, residual
+        # The elastic stem's conv/BN pairs as typed references (they live in self.stem).
+        self._stem_pairs: list[tuple[ElasticConv2d, ElasticBatchNorm2d]] = []
+        if elastic_stem:
+            names = ("0", "1", "3.body.0", "3.body.1", "4", "5")
+            parts = [self.stem.get_submodule(name) for name in names]
+            self._stem_pairs = list(zip(parts[::2], parts[1::2]))  # type: ignore[arg-type]
         self.stages = nn.ModuleList()
         # The same blocks as typed lists: cheap to iterate, and clear to type checkers.
         self.blocks_by_stage: list[list[ElasticBottleneck]] = []
@@ -317,6 +343,11 @@ class ResNetSupernet(Supernet):
                 },
                 **{f"e.{i}": expand_ratios for i in range(sum(self.max_depths))},
                 **{f"w.{s}": self.width_mults for s in range(len(base_depths))},
+                **(
+                    {"w.stem_mid": self.width_mults, "w.stem": self.width_mults, "d.stem": (0, 1)}
+                    if elastic_stem
+                    else {}
+                ),
                 "r": resolutions,
             }
         )
@@ -327,6 +358,47 @@ class ResNetSupernet(Supernet):
 
     def stage_width(self, stage: int, width_mult: float) -> int:
         return make_divisible(self.base_stage_widths[stage] * width_mult)
+
+    def stem_mid_width(self, width_mult: float) -> int:
+        """The elastic stem's middle width, by OFA-ResNet's rule."""
+        return make_divisible(make_divisible(self.base_width * width_mult) // 2)
+
+    def stem_choice(self, config: Mapping[str, Any]) -> tuple[int, int, int]:
+        """(middle width, output width, residual convs run) of the stem under ``config``."""
+        if not self.elastic_stem:
+            return (*self.stem_widths, 1)
+        return (
+            self.stem_mid_width(float(config["w.stem_mid"])),
+            make_divisible(self.base_width * float(config["w.stem"])),
+            int(config["d.stem"]),
+        )
+
+    def _stem_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.elastic_stem:
+            return self.stem(x)
+        mid, out, residual = self._stem_active
+        (conv1, bn1), (conv2, bn2), (conv3, bn3) = self._stem_pairs
+        x = F.relu(bn1(conv1(x, out_channels=mid)), inplace=True)
+        if residual:
+            x = x + F.relu(bn2(conv2(x, out_channels=mid)))
+        x = F.relu(bn3(conv3(x, out_channels=out)), inplace=True)
+        return F.max_pool2d(x, 3, 2, 1) if self.uses_maxpool else x
+
+    @torch.no_grad()
+    def _static_stem(self, config: Mapping[str, Any]) -> nn.Module:
+        if not self.elastic_stem:
+            return copy.deepcopy(self.stem)
+        mid, out, residual = self.stem_choice(config)
+        (conv1, bn1), (conv2, bn2), (conv3, bn3) = self._stem_pairs
+        relu = nn.ReLU(inplace=True)
+        layers = [conv1.to_static(self.in_channels, mid), bn1.to_static(mid), relu]
+        if residual:
+            body = nn.Sequential(conv2.to_static(mid, mid), bn2.to_static(mid), relu)
+            layers.append(Residual(body))
+        layers += [conv3.to_static(mid, out), bn3.to_static(out), relu]
+        if self.uses_maxpool:
+            layers.append(nn.MaxPool2d(3, 2, 1))
+        return nn.Sequential(*layers)
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -341,7 +413,7 @@ class ResNetSupernet(Supernet):
     def _blocks(self, config: Mapping[str, Any]) -> list[tuple[ElasticBottleneck, int, int, float]]:
         """Active blocks of ``config``: (block, in channels, out channels, expand ratio)."""
         active = []
-        in_width = self.stem_widths[1]
+        in_width = self.stem_choice(config)[1]
         for s, stage in enumerate(self.blocks_by_stage):
             out_width = self.stage_width(s, float(config[f"w.{s}"]))
             for b in range(int(config[f"d.{s}"])):
@@ -351,13 +423,14 @@ class ResNetSupernet(Supernet):
         return active
 
     def _activate(self, config: ArchConfig) -> None:
+        self._stem_active = self.stem_choice(config)
         self._depths = [int(config[f"d.{s}"]) for s in range(len(self.stages))]
         for block, _, out_width, expand_ratio in self._blocks(config):
             block.active_out_channels = out_width
             block.active_expand_ratio = expand_ratio
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        x = self._stem_forward(x)
         for stage, depth in zip(self.blocks_by_stage, self._depths):
             # A list slice, not stage[:depth] on a ModuleList, which builds a new module.
             for block in stage[:depth]:
@@ -369,7 +442,7 @@ class ResNetSupernet(Supernet):
         blocks = self._blocks(config)
         last_width = blocks[-1][2]
         return nn.Sequential(
-            copy.deepcopy(self.stem),
+            self._static_stem(config),
             *(block.to_static(cin, cout, e) for block, cin, cout, e in blocks),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(1),
@@ -382,7 +455,9 @@ class ResNetSupernet(Supernet):
         size = conv_output_size(int(config["r"]), self.stem_stride)
         if self.uses_maxpool:
             size = conv_output_size(size, 2)
-        keys = [f"stem|r{config['r']}"]
+        mid, out, residual = self.stem_choice(config)
+        stem = "" if not self.elastic_stem else f"|{mid}>{out}|res{residual}"
+        keys = [f"stem|r{config['r']}{stem}"]
         for block, in_width, out_width, expand_ratio in self._blocks(config):
             keys.append(
                 f"bottleneck|{in_width}>{out_width}"
@@ -414,14 +489,23 @@ class ResNetSupernet(Supernet):
             choice.update({f"w.{s}": w[s] for s in stages})
             choice["r"] = r
             configs.append(self.space.validate(choice))
+        if self.elastic_stem:
+            # The stem's choices, and the first block they feed, at every stage-0 width.
+            names = ("w.stem_mid", "w.stem", "d.stem")
+            stem_choices = list(itertools.product(*(self.space[n].choices for n in names)))
+            for base in list(configs):
+                if all(base[f"w.{s}"] == widths[s][-1] for s in stages if s > 0):
+                    for picked in stem_choices:
+                        configs.append(base.replace(**dict(zip(names, picked))))
         return configs
 
     def cost(self, config: Mapping[str, Any]) -> Cost:
         config = self.space.validate(config)
-        stem_mid, stem_out = self.stem_widths
+        stem_mid, stem_out, residual = self.stem_choice(config)
         size = conv_output_size(int(config["r"]), self.stem_stride)
         total = conv_cost(self.in_channels, stem_mid, 3, size, batch_norm=True)
-        total += conv_cost(stem_mid, stem_mid, 3, size, batch_norm=True)
+        if residual:
+            total += conv_cost(stem_mid, stem_mid, 3, size, batch_norm=True)
         total += conv_cost(stem_mid, stem_out, 3, size, batch_norm=True)
         if self.uses_maxpool:
             size = conv_output_size(size, 2)
@@ -432,7 +516,21 @@ class ResNetSupernet(Supernet):
         return total + linear_cost(out_width, self.num_classes)
 
 
+def _conv3x3(conv: type[nn.Module], in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """A 3x3 "same" convolution without bias, plain or elastic."""
+    if conv is ElasticConv2d:
+        return ElasticConv2d(in_channels, out_channels, 3, stride=stride)
+    return nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+
+
 @register_supernet("resnet")
-def resnet(**kwargs: Any) -> ResNetSupernet:
-    """Once-for-All ResNet-50 space (``base_width=64``); smaller ``base_width`` for small data."""
-    return ResNetSupernet(**kwargs)
+def resnet(*, weights: str | None = None, **kwargs: Any) -> ResNetSupernet:
+    """Once-for-All ResNet-50 space (``base_width=64``); smaller ``base_width`` for small data.
+
+    ``weights`` is the released Once-for-All ResNet-50 file (give ``elastic_stem=True``
+    and OFA's choices, or use :func:`onefit.import_once_for_all`).
+    """
+    net = ResNetSupernet(**kwargs)
+    if weights is not None:
+        load_once_for_all_weights(net, weights)
+    return net
