@@ -8,6 +8,7 @@ ONNX as ordinary graphs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import torch
@@ -16,27 +17,52 @@ from torch import nn
 
 LayerT = TypeVar("LayerT", bound=nn.Module)
 
-# Extraction overwrites every tensor of the layers it builds, so it builds them without
-# the random initialisation (a third of the time of extracting a large MobileNetV3).
-# True restores the initialisation, for the side-by-side benchmark of the two.
+# Extraction overwrites every tensor of the layers it builds, so it builds them on the
+# meta device (no memory, no random initialisation) and hands them their tensors. True
+# restores the old way (initialise, then copy in), for the side-by-side benchmark.
 INITIALISE_EXTRACTED_LAYERS = False
 
 
-def uninitialised(cls: type[LayerT], *args: Any, like: torch.Tensor, **kwargs: Any) -> LayerT:
-    """``cls(*args, **kwargs)`` on ``like``'s device and dtype, its tensors left uninitialised.
+def layer_with(
+    cls: type[LayerT], *args: Any, tensors: Mapping[str, torch.Tensor | None], **kwargs: Any
+) -> LayerT:
+    """``cls(*args, **kwargs)`` holding copies of ``tensors``, one per parameter and buffer.
 
-    For layers whose every parameter and buffer the caller then copies in (the static
-    layers of an extracted sub-network). ``cls`` must take ``device`` and ``dtype``.
+    Built without initialising anything: on the meta device, then each parameter and
+    buffer replaced by a copy of its tensor in ``tensors`` (same device and dtype as
+    that tensor). For the static layers of an extracted sub-network, whose every tensor
+    comes from the supernet. ``cls`` must take ``device``.
 
     Example:
-        >>> conv = uninitialised(nn.Conv2d, 3, 8, 3, like=torch.zeros((), dtype=torch.float64))
-        >>> conv.weight.dtype, conv.weight.shape
-        (torch.float64, torch.Size([8, 3, 3, 3]))
+        >>> w = torch.ones(2, 3)
+        >>> layer = layer_with(nn.Linear, 3, 2, bias=False, tensors={"weight": w})
+        >>> layer(torch.ones(1, 3)).tolist()
+        [[3.0, 3.0]]
     """
-    factory = {"device": like.device, "dtype": like.dtype}
     if INITIALISE_EXTRACTED_LAYERS:
-        return cls(*args, **kwargs, **factory)
-    return torch.nn.utils.skip_init(cls, *args, **kwargs, **factory)
+        like = next(t for t in tensors.values() if t is not None)
+        module = cls(*args, **kwargs, device=like.device)
+        with torch.no_grad():
+            for name, tensor in module.state_dict(keep_vars=True).items():
+                source = tensors[name]
+                if source is not None:
+                    tensor.copy_(source)
+        return module
+    module = cls(*args, **kwargs, device="meta")
+    for name, param in module._parameters.items():
+        if param is not None:
+            copied = _copy(tensors[name])
+            module._parameters[name] = nn.Parameter(copied, requires_grad=param.requires_grad)
+    for name, buffer in module._buffers.items():
+        if buffer is not None:
+            module._buffers[name] = _copy(tensors[name])
+    return module
+
+
+def _copy(tensor: torch.Tensor | None) -> torch.Tensor:
+    if tensor is None:
+        raise ValueError("layer_with needs a tensor for every parameter and buffer")
+    return tensor.detach().clone(memory_format=torch.contiguous_format)
 
 
 # The modules extracted models are built from (helpers such as uninitialised are not).

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.errors import UserError
-from onefit.static import uninitialised
+from onefit.static import layer_with
 
 
 def _state(tensors: Iterable[torch.Tensor | None]) -> tuple:
@@ -234,7 +234,7 @@ class ElasticConv2d(nn.Module):
         out = in_channels if self.depthwise else (out_channels or self.out_channels)
         k = kernel_size or self.max_kernel_size
         weight, bias = self.active_weight(in_channels, out, k)
-        conv = uninitialised(
+        return layer_with(
             nn.Conv2d,
             in_channels,
             out,
@@ -244,12 +244,8 @@ class ElasticConv2d(nn.Module):
             dilation=self.dilation,
             groups=in_channels // self.group_width if self.depthwise else 1,
             bias=bias is not None,
-            like=weight,
+            tensors={"weight": weight, "bias": bias},
         )
-        conv.weight.copy_(weight)
-        if bias is not None and conv.bias is not None:
-            conv.bias.copy_(bias)
-        return conv
 
     def extra_repr(self) -> str:
         kind = "depthwise, " if self.depthwise else ""

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.errors import UserError
-from onefit.static import uninitialised
+from onefit.static import layer_with
 
 
 class ElasticLinear(nn.Linear):
@@ -46,10 +46,10 @@ class ElasticLinear(nn.Linear):
     def to_static(self, in_features: int, out_features: int | None = None) -> nn.Linear:
         """A plain ``nn.Linear`` with a copy of the active weights."""
         weight, bias = self.active_weight(in_features, out_features or self.out_features)
-        linear = uninitialised(
-            nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None, like=weight
+        return layer_with(
+            nn.Linear,
+            weight.shape[1],
+            weight.shape[0],
+            bias=bias is not None,
+            tensors={"weight": weight, "bias": bias},
         )
-        linear.weight.copy_(weight)
-        if bias is not None:
-            linear.bias.copy_(bias)
-        return linear

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onefit.errors import UserError
-from onefit.static import LayerNorm2d, uninitialised
+from onefit.static import LayerNorm2d, layer_with
 
 
 def _prefix(channels: int, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
@@ -24,10 +24,12 @@ def prefix_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def static_layer_norm(norm: nn.LayerNorm, width: int) -> nn.LayerNorm:
     """A plain ``nn.LayerNorm`` with a copy of ``norm``'s first ``width`` features."""
-    static = uninitialised(nn.LayerNorm, width, eps=norm.eps, like=norm.weight)
-    static.weight.copy_(norm.weight[:width])
-    static.bias.copy_(norm.bias[:width])
-    return static
+    return layer_with(
+        nn.LayerNorm,
+        width,
+        eps=norm.eps,
+        tensors={"weight": norm.weight[:width], "bias": norm.bias[:width]},
+    )
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):
@@ -116,35 +118,30 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
     @torch.no_grad()
     def to_static(self, channels: int) -> nn.BatchNorm2d:
         """A plain ``nn.BatchNorm2d`` with a copy of the first ``channels`` channels."""
-        like = self.weight if self.weight is not None else self.running_mean
-        if like is None:  # no affine parameters and no statistics: nothing to copy
+
+        def first(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor[:channels]
+
+        tensors = {
+            "weight": first(self.weight),
+            "bias": first(self.bias),
+            "running_mean": first(self.running_mean),
+            "running_var": first(self.running_var),
+            "num_batches_tracked": self.num_batches_tracked,
+        }
+        if all(t is None for t in tensors.values()):  # nothing to copy
             return nn.BatchNorm2d(
-                channels, eps=self.eps, momentum=self.momentum, affine=False,
-                track_running_stats=False,
-            )  # fmt: skip
-        bn = uninitialised(
+                channels, self.eps, self.momentum, affine=False, track_running_stats=False
+            )
+        return layer_with(
             nn.BatchNorm2d,
             channels,
             eps=self.eps,
             momentum=self.momentum,
             affine=self.affine,
             track_running_stats=self.track_running_stats,
-            like=like,
+            tensors=tensors,
         )
-        if bn.weight is not None and bn.bias is not None:
-            bn.weight.copy_(self.weight[:channels])
-            bn.bias.copy_(self.bias[:channels])
-        if (
-            self.running_mean is not None
-            and self.running_var is not None
-            and bn.running_mean is not None
-            and bn.running_var is not None
-        ):
-            bn.running_mean.copy_(self.running_mean[:channels])
-            bn.running_var.copy_(self.running_var[:channels])
-        if self.num_batches_tracked is not None and bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.copy_(self.num_batches_tracked)
-        return bn
 
 
 class ElasticLayerNorm(nn.LayerNorm):

@@ -8,7 +8,7 @@ from torch import nn
 
 from onefit.elastic.channels import importance_order, make_divisible, permute_
 from onefit.elastic.conv import ElasticConv2d
-from onefit.static import SqueezeExcite, uninitialised
+from onefit.static import SqueezeExcite
 
 
 class ElasticSqueezeExcite(nn.Module):
@@ -43,7 +43,7 @@ class ElasticSqueezeExcite(nn.Module):
     @torch.no_grad()
     def to_static(self, channels: int) -> SqueezeExcite:
         hidden = self.hidden_channels(channels)
-        se = uninitialised(SqueezeExcite, channels, hidden, like=self.reduce.weight)
+        se = SqueezeExcite(channels, hidden, device="meta")  # both convs replaced below
         se.reduce = self.reduce.to_static(channels, hidden)
         se.expand = self.expand.to_static(hidden, channels)
         return se
