@@ -20,13 +20,13 @@ from onefit.metrics.counting import count
 
 timm = pytest.importorskip("timm")
 
-# 24 models, 16 families; each converts well (see BENCHMARKS.md for the 47-model survey).
+# 25 models, 16 families; each converts well (see BENCHMARKS.md for the 47-model survey).
 WELL = [
     "resnet18", "resnetv2_50", "resnext50_32x4d", "regnetx_002", "mobilenetv2_100",
     "mobilenetv3_small_100", "efficientnet_b0", "mnasnet_100", "fbnetc_100", "lcnet_100",
     "tinynet_a", "ghostnet_100", "densenet121", "cspresnet50", "dla34", "repvgg_a0",
     "mobileone_s0", "convnext_atto", "poolformer_s12", "hardcorenas_a", "levit_128s",
-    "vit_tiny_patch16_224", "edgenext_xx_small",
+    "vit_tiny_patch16_224", "edgenext_xx_small", "regnetz_b16",
     # tf_ variants pad "same" in Python (data-dependent): those convolutions stay whole.
     "tf_efficientnet_b0",
 ]  # fmt: skip
