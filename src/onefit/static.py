@@ -65,7 +65,7 @@ def _copy(tensor: torch.Tensor | None) -> torch.Tensor:
     return tensor.detach().clone(memory_format=torch.contiguous_format)
 
 
-# The modules extracted models are built from (helpers such as uninitialised are not).
+# The modules extracted models are built from (helpers such as layer_with are not).
 __all__ = [
     "ClassToken",
     "EncoderBlock",

@@ -105,9 +105,8 @@ class Layer:
 
     node: str
     name: str  # module name (or node name for functions)
-    kind: (
-        str  # conv | depthwise | grouped | linear | batchnorm | layernorm | param | custom | other
-    )
+    # conv | depthwise | grouped | linear | batchnorm | layernorm | param | custom | other
+    kind: str
     in_group: int | None = None
     out_group: int | None = None
     channel_dim: int = 1  # for layer norms: 1 (NCHW) or -1 (last dim)

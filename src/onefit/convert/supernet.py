@@ -347,7 +347,9 @@ class ConvertedSupernet(Supernet):
         for node in graph.nodes:  # tensors of called modules: the static module's own
             if node.op == "get_attr" and str(node.target) not in parts:
                 owner, _, attr = str(node.target).rpartition(".")
-                parts[str(node.target)] = getattr(parts[owner], attr)
+                built = parts.get(owner)  # None: its call is skipped in this config
+                tensor = getattr(gm.get_submodule(owner) if built is None else built, attr)
+                parts[str(node.target)] = tensor if built is not None else tensor.detach().clone()
         static = fx.GraphModule(parts, graph, class_name=type(self.body).__name__)
         return static
 
