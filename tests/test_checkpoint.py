@@ -122,3 +122,18 @@ def test_load_supernet_rebuilds_the_trained_network(tmp_path: Path) -> None:
     assert isinstance(net, onefit.Supernet)
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         load_supernet(tmp_path / "elsewhere")
+
+
+def test_a_converted_run_whose_space_rebuilds_differently_is_refused(tmp_path, monkeypatch) -> None:
+    """Conversion rules that changed since a run was trained give the same weights with
+    other dimensions: loading must say so, not pair them with untrained choices."""
+    import onefit
+    import onefit.convert.supernet as converted
+
+    run = tmp_path / "run"
+    onefit.train(supernet="model", epochs=1, batch_size=128, run_dir=str(run),
+                 progress=False, tensorboard=False, bn_batches=1)  # fmt: skip
+    assert onefit.load_supernet(run).space.names  # loads while the rules are the same
+    monkeypatch.setattr(converted, "width_choices", lambda channels, ratios, round_to: [channels])
+    with pytest.raises(CheckpointError, match=r"rebuilds with another search space .* w\.0"):
+        onefit.load_supernet(run)

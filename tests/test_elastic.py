@@ -13,6 +13,7 @@ from onefit.elastic import (
     make_divisible,
 )
 from onefit.errors import UserError
+from onefit.static import layer_with
 
 
 def test_make_divisible_matches_mobilenet_rounding() -> None:
@@ -232,3 +233,8 @@ def test_a_grouped_conv_drops_whole_groups_and_keeps_their_weights() -> None:
         elastic(x[:, :5])
     with pytest.raises(UserError, match="in_channels != out_channels"):
         ElasticConv2d.from_conv(nn.Conv2d(8, 16, 3, groups=4))
+
+
+def test_layer_with_refuses_a_tensor_of_another_shape() -> None:
+    with pytest.raises(ValueError, match=r"a tensor of \[2, 3\] for \[4, 3\]"):
+        layer_with(nn.Linear, 3, 4, bias=False, tensors={"weight": torch.zeros(2, 3)})

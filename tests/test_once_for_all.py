@@ -305,3 +305,34 @@ def test_the_elastic_stem_extracts_exactly_and_its_units_are_profiled() -> None:
         assert set(net.units(config)) <= profiled, config
     with pytest.raises(UserError, match="elastic_stem must be true or false"):
         onefit.create_supernet("resnet", elastic_stem="yes")
+
+
+def test_a_file_without_batch_counters_loads_and_two_spellings_of_a_key_do_not() -> None:
+    ofa = _ofa_mobilenetv3(1.0)
+    state = {k: v for k, v in ofa.state_dict().items() if not k.endswith("num_batches_tracked")}
+    net = import_once_for_all(state)  # OFA's code never reads the counters
+    assert torch.equal(net.stem[1].running_mean, ofa.first_conv.bn.running_mean)
+    both = {**ofa.state_dict(), "first_conv.conv.conv.weight": ofa.first_conv.conv.weight}
+    with pytest.raises(UserError, match=r"names stem\.0\.weight a second time"):
+        import_once_for_all(both)
+    with pytest.raises(UserError, match="weights is the path of a file, got OrderedDict"):
+        onefit.create_supernet("mobilenetv3", num_classes=10, weights=ofa.state_dict())
+
+
+@torch.no_grad()
+def test_an_elastic_stem_wider_than_its_base_width_is_built_wide() -> None:
+    net = onefit.create_supernet(
+        "resnet", num_classes=10, base_width=16, image_size=64, elastic_stem=True,
+        width_mults=(0.5, 1.0, 1.5),
+    ).eval()  # fmt: skip
+    assert net.stem_widths == (16, 24)  # make_divisible(16 * 1.5) // 2 -> 16; 16 * 1.5 -> 24
+    x = torch.randn(2, 3, 64, 64)
+    outputs = []
+    for stem in (1.0, 1.5):
+        config = net.space.largest().replace(**{"w.stem": stem})
+        net.set_active(config)
+        static = net.extract(config)
+        assert (static(x) - net(x)).abs().max() <= 1e-5
+        assert net.cost(config) == onefit.count(static, (3, 64, 64))
+        outputs.append(net(x))
+    assert not torch.allclose(outputs[0], outputs[1])  # two different networks

@@ -51,17 +51,19 @@ def layer_with(
     module = cls(*args, **kwargs, device="meta")
     for name, param in module._parameters.items():
         if param is not None:
-            copied = _copy(tensors[name])
+            copied = _copy(tensors[name], param)
             module._parameters[name] = nn.Parameter(copied, requires_grad=param.requires_grad)
     for name, buffer in module._buffers.items():
         if buffer is not None:
-            module._buffers[name] = _copy(tensors[name])
+            module._buffers[name] = _copy(tensors[name], buffer)
     return module
 
 
-def _copy(tensor: torch.Tensor | None) -> torch.Tensor:
+def _copy(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     if tensor is None:
         raise ValueError("layer_with needs a tensor for every parameter and buffer")
+    if tensor.shape != like.shape:  # what copy_ used to refuse
+        raise ValueError(f"layer_with: a tensor of {list(tensor.shape)} for {list(like.shape)}")
     return tensor.detach().clone(memory_format=torch.contiguous_format)
 
 

@@ -256,9 +256,10 @@ class _GroupFinder:
     # per op
     def run(self) -> None:
         # Modules whose weights the graph also reads as values: their channels stay whole.
+        module_reads = reads_of_called_modules(self.gm.graph)
         self.read_as_values = {
             str(node.target).rpartition(".")[0]
-            for node, metadata_only in reads_of_called_modules(self.gm.graph).items()
+            for node, metadata_only in module_reads.items()
             if not metadata_only
         }
         for node in self.gm.graph.nodes:
@@ -270,7 +271,10 @@ class _GroupFinder:
             elif node.op == "get_attr":
                 self.tensor_owners.add(str(node.target).rpartition(".")[0])
                 value = _attr(self.gm, str(node.target))
-                if isinstance(value, torch.Tensor):
+                if node in module_reads and isinstance(value, torch.Tensor):
+                    # Its module's own tensor: channels of unknown meaning here, never sliced.
+                    self.info[node] = _Tensor(None, None, tuple(value.shape))
+                elif isinstance(value, torch.Tensor):
                     self.info[node] = _Param(str(node.target), tuple(value.shape))
                     self.param_users[node.name] = 0
             elif node.op == "call_module":
@@ -479,6 +483,7 @@ class _GroupFinder:
             or info.dim is None
             or shape is None
             or not isinstance(dims, (list, tuple))
+            or not dims  # dim=[] reduces every dimension
             or not all(isinstance(d, int) for d in dims)
             or not isinstance(keepdim, bool)
         ):

@@ -143,9 +143,14 @@ def reads_of_called_modules(graph: fx.Graph) -> dict[fx.Node, bool]:
     module's channels must then stay static.
     """
     called = {str(n.target) for n in graph.nodes if n.op == "call_module"}
+
+    def inside_a_called_module(target: str) -> bool:  # "leaf.sub.weight" of a called "leaf"
+        parts = target.split(".")[:-1]
+        return any(".".join(parts[:i]) in called for i in range(1, len(parts) + 1))
+
     reads = {}
     for node in graph.nodes:
-        if node.op == "get_attr" and str(node.target).rpartition(".")[0] in called:
+        if node.op == "get_attr" and inside_a_called_module(str(node.target)):
             reads[node] = all(
                 user.op == "call_function"
                 and user.target is getattr

@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -101,7 +102,8 @@ def tolerance_for(outputs: torch.Tensor) -> float:
         >>> tolerance_for(torch.tensor([0.5, -2.0]))
         0.0002
     """
-    return TOLERANCE * max(1.0, float(outputs.detach().abs().max()))
+    scale = float(outputs.detach().abs().max())
+    return TOLERANCE * max(1.0, scale) if math.isfinite(scale) else TOLERANCE
 
 
 def _preprocessing(data: DataSplits, resolution: int) -> Preprocessing:
@@ -165,7 +167,7 @@ def prepare_model(
     with torch.no_grad():
         reference = net.eval()(probe)
         difference = float((reference - model(probe)).abs().max())
-    if difference > tolerance_for(reference):
+    if not difference <= tolerance_for(reference):  # NaN fails too
         raise ExportCheckError(
             f"exported model differs from the supernet by {difference:.2e} "
             f"(accepted: {tolerance_for(reference):.2e})"
@@ -397,7 +399,7 @@ def _write_export(
             checks["torchscript_max_abs_diff_vs_pytorch"] = float(
                 (scripted(probe) - model(probe)).abs().max()
             )
-        if checks["torchscript_max_abs_diff_vs_pytorch"] > tolerance:
+        if not checks["torchscript_max_abs_diff_vs_pytorch"] <= tolerance:
             raise ExportCheckError("the TorchScript model does not compute what PyTorch does")
         latency = _scripted_latency(scripted, shape, threads, latency_repeats)
     else:
@@ -410,7 +412,7 @@ def _write_export(
             checks["onnx_max_abs_diff_vs_pytorch"] = float(
                 np.abs(onnx_out - model(probe).numpy()).max()
             )
-        if checks["onnx_max_abs_diff_vs_pytorch"] > tolerance:
+        if not checks["onnx_max_abs_diff_vs_pytorch"] <= tolerance:
             raise ExportCheckError(
                 f"ONNX output differs from PyTorch by {checks['onnx_max_abs_diff_vs_pytorch']:.2e}"
                 f" (accepted: {tolerance:.2e})"

@@ -455,5 +455,7 @@ def mobilenetv3(*, weights: str | None = None, **kwargs: Any) -> MobileNetV3Supe
     """
     net = MobileNetV3Supernet(**kwargs)
     if weights is not None:
+        if not isinstance(weights, str):  # recorded in the spec, which is JSON
+            raise UserTypeError(f"weights is the path of a file, got {type(weights).__name__}")
         load_once_for_all_weights(net, weights)
     return net

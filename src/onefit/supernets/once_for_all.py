@@ -208,7 +208,13 @@ def onefit_state_dict(ofa_state: Mapping[str, torch.Tensor], net: Supernet) -> d
                 f"{list(expected[target].shape)} for {target}: is the file of another "
                 "width multiplier, depth or kernel list than its name says?"
             )
+        if target in renamed:
+            raise UserError(f"{key} names {target} a second time (both key spellings in one file?)")
         renamed[target] = value
+    # Counters OFA's code does not need: the supernet keeps its own where a file has none.
+    for key in set(expected) - set(renamed):
+        if key.endswith("num_batches_tracked"):
+            renamed[key] = expected[key]
     missing = sorted(set(expected) - set(renamed))
     if unknown or missing:
         raise UserError(

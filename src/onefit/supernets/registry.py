@@ -48,12 +48,7 @@ def _check_argument_names(name: str, factory: Any, kwargs: Mapping[str, Any]) ->
     """A UserTypeError naming an argument the family does not take (not a TypeError
     from the call), with the arguments it does take."""
     try:
-        signature = inspect.signature(factory)
-        if all(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-            # ``def family(**kwargs) -> Family``: the class's constructor takes them.
-            target = typing.get_type_hints(factory).get("return")
-            if isinstance(target, type):
-                signature = inspect.signature(target)
+        signature = _accepted_signature(factory)
     except (TypeError, ValueError, NameError):  # no signature, or unresolvable hints
         return
     try:
@@ -67,6 +62,27 @@ def _check_argument_names(name: str, factory: Any, kwargs: Mapping[str, Any]) ->
         raise UserTypeError(
             f"supernet {name!r}: {error}; its arguments are: {', '.join(accepted)}"
         ) from None
+
+
+def _accepted_signature(factory: Any) -> inspect.Signature:
+    """The keyword arguments ``factory`` accepts. ``def family(*, weights=None, **kwargs)
+    -> Family`` passes ``kwargs`` on to the class's constructor: its own keywords and
+    the constructor's, together (a class that itself takes ``**kwargs`` says nothing)."""
+    signature = inspect.signature(factory)
+    own = list(signature.parameters.values())
+    if not any(p.kind is p.VAR_KEYWORD for p in own):
+        return signature
+    target = typing.get_type_hints(factory).get("return")
+    if not isinstance(target, type):
+        return signature
+    forwarded = list(inspect.signature(target).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in forwarded):
+        return signature
+    kind = inspect.Parameter
+    named = (kind.KEYWORD_ONLY, kind.POSITIONAL_OR_KEYWORD)
+    merged = {p.name: p.replace(kind=kind.KEYWORD_ONLY) for p in forwarded if p.kind in named}
+    merged.update({p.name: p.replace(kind=kind.KEYWORD_ONLY) for p in own if p.kind in named})
+    return inspect.Signature(list(merged.values()))
 
 
 def rebuild_supernet(spec: Mapping[str, Any]) -> Supernet:

@@ -285,10 +285,11 @@ class ResNetSupernet(Supernet):
 
         self.base_width = base_width
         self.elastic_stem = elastic_stem
-        stem_mid = make_divisible(base_width / 2)
-        if elastic_stem:
+        stem_mid, stem_out = make_divisible(base_width / 2), base_width
+        if elastic_stem:  # built for the largest multiplier (above 1.0 too)
             stem_mid = self.stem_mid_width(max(self.width_mults))
-        self.stem_widths = (stem_mid, base_width)
+            stem_out = make_divisible(base_width * max(self.width_mults))
+        self.stem_widths = (stem_mid, stem_out)
         # Elastic layers only with elastic_stem: the same keys either way (stem.0.weight...).
         conv = ElasticConv2d if elastic_stem else nn.Conv2d
         norm = ElasticBatchNorm2d if elastic_stem else nn.BatchNorm2d
@@ -301,12 +302,12 @@ class ResNetSupernet(Supernet):
                     _conv3x3(conv, stem_mid, stem_mid, 1), norm(stem_mid), nn.ReLU(inplace=True)
                 )
             ),
-            _conv3x3(conv, stem_mid, base_width, 1),
-            norm(base_width),
+            _conv3x3(conv, stem_mid, stem_out, 1),
+            norm(stem_out),
             nn.ReLU(inplace=True),
             *([nn.MaxPool2d(3, 2, 1)] if self.uses_maxpool else []),
         )
-        self._stem_active = (stem_mid, base_width, 1)  # mid width, output width, residual
+        self._stem_active = (stem_mid, stem_out, 1)  # mid width, output width, residual
         # The elastic stem's conv/BN pairs as typed references (they live in self.stem).
         self._stem_pairs: list[tuple[ElasticConv2d, ElasticBatchNorm2d]] = []
         if elastic_stem:
@@ -316,7 +317,7 @@ class ResNetSupernet(Supernet):
         self.stages = nn.ModuleList()
         # The same blocks as typed lists: cheap to iterate, and clear to type checkers.
         self.blocks_by_stage: list[list[ElasticBottleneck]] = []
-        in_width = base_width
+        in_width = stem_out
         for s, max_depth in enumerate(self.max_depths):
             out_width = self.stage_width(s, max(self.width_mults))
             blocks = [
@@ -532,5 +533,7 @@ def resnet(*, weights: str | None = None, **kwargs: Any) -> ResNetSupernet:
     """
     net = ResNetSupernet(**kwargs)
     if weights is not None:
+        if not isinstance(weights, str):  # recorded in the spec, which is JSON
+            raise UserTypeError(f"weights is the path of a file, got {type(weights).__name__}")
         load_once_for_all_weights(net, weights)
     return net

@@ -307,6 +307,18 @@ def load_supernet(
             net = rebuild_supernet(saved)
         except Exception as error:  # the file says how to build it: any failure is the file's
             raise CheckpointError(f"{path}: cannot rebuild its supernet ({error})") from None
+        if isinstance(saved.get("space"), dict) and net.space.to_dict() != saved["space"]:
+            # A converted model whose conversion rules changed since: same weights, other
+            # dimensions. Loading would silently pair the weights with untrained choices.
+            rebuilt, recorded = net.space.to_dict(), saved["space"]
+            dims = sorted(
+                k for k in set(rebuilt) | set(recorded) if rebuilt.get(k) != recorded.get(k)
+            )
+            raise CheckpointError(
+                f"{path}: its supernet rebuilds with another search space than the run "
+                f"recorded (dimensions {', '.join(dims[:5])}{', ...' if len(dims) > 5 else ''}"
+                "): made by another onefit version? Convert the model again and retrain"
+            )
     load_weights(net, state["model"], path)
     return net.to(map_location).eval()
 
