@@ -9,6 +9,7 @@ must compute what OFA's code computes, in float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -95,36 +96,50 @@ def _configs(net, count: int) -> list[dict]:
     ]
 
 
-def test_every_sub_network_computes_what_ofa_computes(imported):
-    width, ofa, net = imported
-    assert net.width_mult == width and net.num_classes == 10
+def _worst_difference(ofa, net, set_ofa: Callable, batch: int) -> float:
+    """Largest |OFA - onefit| over the smallest, largest and 30 random configs, relative
+    to the logits' scale (random weights give logits of 1 to 1e3)."""
     worst = 0.0
     for config in _configs(net, 30):
         config = net.set_active(config)
-        _set_ofa(ofa, config)
-        x = torch.randn(2, 3, config["r"], config["r"], dtype=torch.float64)
+        set_ofa(ofa, config)
+        x = torch.randn(batch, 3, config["r"], config["r"], dtype=torch.float64)
         with torch.no_grad():
             expected, got = ofa(x), net(x)
         scale = expected.abs().max().item()
         assert scale > 1e-3  # a real signal, not zeros compared to zeros
         worst = max(worst, (expected - got).abs().max().item() / scale)
-    # Relative to the logits' scale (random weights give logits of 1 to 1e3).
-    assert worst <= 1e-9, f"largest difference from OFA's outputs: {worst:.3g} of the logits"
+    return worst
 
 
-def test_macs_and_params_equal_ofas_sub_networks(imported):
-    _, ofa, net = imported
-    for index, config in enumerate(_configs(net, 8)):
-        config = net.space.validate(config)
-        _set_ofa(ofa, config)
+def _check_costs(ofa, net, set_ofa: Callable, count: int, rel: float) -> list:
+    """Params and MACs of ``count`` random configs (and the extremes) equal those of OFA's
+    own sub-networks, counted by onefit exactly and, for the first three, by OFA's
+    float32 counter up to ``rel``. Returns the configs checked."""
+    configs = [net.space.validate(c) for c in _configs(net, count)]
+    for index, config in enumerate(configs):
+        set_ofa(ofa, config)
         subnet = ofa.get_active_subnet(preserve_weight=True).float()
         shape = (3, config["r"], config["r"])
         cost = net.cost(config)
         assert cost.params == sum(p.numel() for p in subnet.parameters())
         assert cost.macs == onefit.count(subnet, shape).macs
-        if index < 3:  # OFA's own counter sums in float32: equal up to its rounding
+        if index < 3:
             ofa_macs = ofa_utils.count_net_flops(subnet, (1, *shape))
-            assert cost.macs == pytest.approx(ofa_macs, rel=1e-7)
+            assert cost.macs == pytest.approx(ofa_macs, rel=rel)
+    return configs
+
+
+def test_every_sub_network_computes_what_ofa_computes(imported):
+    width, ofa, net = imported
+    assert net.width_mult == width and net.num_classes == 10
+    worst = _worst_difference(ofa, net, _set_ofa, batch=2)
+    assert worst <= 1e-9, f"largest difference from OFA's outputs: {worst:.3g} of the logits"
+
+
+def test_macs_and_params_equal_ofas_sub_networks(imported):
+    _, ofa, net = imported
+    _check_costs(ofa, net, _set_ofa, count=8, rel=1e-7)  # float32 rounding at 8e8
 
 
 def test_ofas_own_loader_reads_the_old_spelling_used_here():
@@ -253,35 +268,15 @@ def test_every_ofa_resnet_sub_network_computes_what_ofa_computes(imported_resnet
     ofa, net = imported_resnet
     assert net.spec["name"] == "resnet" and net.elastic_stem
     assert {"w.stem_mid", "w.stem", "d.stem"} <= set(net.space.names)
-    worst = 0.0
-    for config in _configs(net, 30):
-        config = net.set_active(config)
-        _set_ofa_resnet(ofa, config)
-        x = torch.randn(1, 3, config["r"], config["r"], dtype=torch.float64)
-        with torch.no_grad():
-            expected, got = ofa(x), net(x)
-        scale = expected.abs().max().item()
-        assert scale > 1e-3
-        worst = max(worst, (expected - got).abs().max().item() / scale)
+    worst = _worst_difference(ofa, net, _set_ofa_resnet, batch=1)
     assert worst <= 1e-9, f"largest difference from OFA's outputs: {worst:.3g} of the logits"
 
 
 def test_ofa_resnet_macs_and_params_equal_ofas_sub_networks(imported_resnet):
     ofa, net = imported_resnet
-    seen_stems = set()
-    for index, config in enumerate(_configs(net, 12)):
-        config = net.space.validate(config)
-        seen_stems.add(config["d.stem"])
-        _set_ofa_resnet(ofa, config)
-        subnet = ofa.get_active_subnet(preserve_weight=True).float()
-        shape = (3, config["r"], config["r"])
-        cost = net.cost(config)
-        assert cost.params == sum(p.numel() for p in subnet.parameters())
-        assert cost.macs == onefit.count(subnet, shape).macs
-        if index < 3:  # OFA's counter sums in float32 (ulp 512 at 7.5e9): rounding only
-            ofa_macs = ofa_utils.count_net_flops(subnet, (1, *shape))
-            assert cost.macs == pytest.approx(ofa_macs, rel=1e-6)
-    assert seen_stems == {0, 1}  # with and without the stem's residual conv
+    # OFA's counter sums in float32 (ulp 512 at 7.5e9): rounding only.
+    configs = _check_costs(ofa, net, _set_ofa_resnet, count=12, rel=1e-6)
+    assert {c["d.stem"] for c in configs} == {0, 1}  # with and without the stem's residual conv
 
 
 @torch.no_grad()

@@ -61,7 +61,7 @@ from onefit.supernets.base import (
     default_resolutions,
 )
 from onefit.supernets.inputs import ImageInput
-from onefit.supernets.once_for_all import load_once_for_all_weights
+from onefit.supernets.once_for_all import load_weights_argument
 from onefit.supernets.registry import register_supernet
 
 STEM_WIDTH = 16
@@ -454,8 +454,5 @@ def mobilenetv3(*, weights: str | None = None, **kwargs: Any) -> MobileNetV3Supe
     into the supernet built from the other arguments, which must match the file.
     """
     net = MobileNetV3Supernet(**kwargs)
-    if weights is not None:
-        if not isinstance(weights, str):  # recorded in the spec, which is JSON
-            raise UserTypeError(f"weights is the path of a file, got {type(weights).__name__}")
-        load_once_for_all_weights(net, weights)
+    load_weights_argument(net, weights)
     return net

@@ -289,6 +289,15 @@ def _num_classes(state: Mapping[str, Any]) -> int:
     raise UserError("not a Once-for-All state dict: it holds no classifier.linear weight")
 
 
+def load_weights_argument(net: Supernet, weights: str | None) -> None:
+    """A family's ``weights=`` argument: the path of an OFA file (None: nothing to load)."""
+    if weights is None:
+        return
+    if not isinstance(weights, str):  # recorded in the spec, which is JSON
+        raise UserTypeError(f"weights is the path of a file, got {type(weights).__name__}")
+    load_once_for_all_weights(net, weights)
+
+
 def load_once_for_all_weights(net: Supernet, source: str | Path | Mapping[str, Any]) -> None:
     """Load OFA's weights (a file or a state dict, either key spelling) into ``net``."""
     net.load_state_dict(onefit_state_dict(_read(source), net))

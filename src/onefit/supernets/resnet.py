@@ -68,7 +68,7 @@ from onefit.supernets.base import (
     default_resolutions,
 )
 from onefit.supernets.inputs import ImageInput
-from onefit.supernets.once_for_all import load_once_for_all_weights
+from onefit.supernets.once_for_all import load_weights_argument
 from onefit.supernets.registry import register_supernet
 
 BASE_DEPTHS = (2, 2, 4, 2)
@@ -532,8 +532,5 @@ def resnet(*, weights: str | None = None, **kwargs: Any) -> ResNetSupernet:
     and OFA's choices, or use :func:`onefit.import_once_for_all`).
     """
     net = ResNetSupernet(**kwargs)
-    if weights is not None:
-        if not isinstance(weights, str):  # recorded in the spec, which is JSON
-            raise UserTypeError(f"weights is the path of a file, got {type(weights).__name__}")
-        load_once_for_all_weights(net, weights)
+    load_weights_argument(net, weights)
     return net
